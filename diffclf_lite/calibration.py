@@ -1,0 +1,80 @@
+"""Class probabilities from mean errors, a fitted temperature, and the expected calibration error."""
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+__all__ = ["probabilities", "fit_temperature", "expected_calibration_error", "reliability_bins"]
+
+
+def _logits(mean_errors: torch.Tensor) -> torch.Tensor:
+    e = torch.as_tensor(mean_errors, dtype=torch.float64)
+    if e.ndim != 2 or e.shape[1] < 1:
+        raise ValueError(f"mean_errors must have shape (N, C), got {tuple(e.shape)}.")
+    return (-e).nan_to_num(nan=float("-inf"))  # a class never evaluated gets probability 0
+
+
+def probabilities(mean_errors: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """p(c_i | x) = exp(-E_i / tau) / sum_j exp(-E_j / tau) (Li et al. eq. 6, uniform prior), (N, C)."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature}.")
+    return torch.softmax(_logits(mean_errors) / temperature, dim=1)
+
+
+def fit_temperature(mean_errors: torch.Tensor, labels: torch.Tensor, max_doublings: int = 200) -> float:
+    """The temperature minimising the held-out negative log-likelihood of `labels`.
+
+    NLL(beta) = mean_i [beta E_{i,y_i} + logsumexp_j(-beta E_ij)] is convex in beta = 1 / tau, and its derivative
+    E_{i,y_i} - E_{p_beta}[E_i] is monotone, so a bracket and bisection find the optimum exactly.
+    """
+    logits = _logits(mean_errors)
+    y = torch.as_tensor(labels, dtype=torch.long)
+    if y.shape != (len(logits),) or len(y) == 0:
+        raise ValueError(f"labels must have shape ({len(logits)},), one per row of mean_errors, got {tuple(y.shape)}.")
+    if int(y.min()) < 0 or int(y.max()) >= logits.shape[1]:
+        raise ValueError(f"labels must lie in [0, {logits.shape[1] - 1}].")
+    true = logits[torch.arange(len(y)), y]
+    if not bool(torch.isfinite(true).all()):
+        raise ValueError("the true class of some sample was never evaluated; fit on results where every class has errors.")
+    finite = torch.isfinite(logits)
+    centred = torch.where(finite, logits - true[:, None], logits)  # (N, C): E_true - E_j, -inf where unseen
+
+    def slope(beta: float) -> float:  # d NLL / d beta
+        p = torch.softmax(beta * centred, dim=1)
+        return (p * centred.nan_to_num(neginf=0.0)).sum(1).mean().item()
+
+    if slope(0.0) >= 0:
+        raise ValueError("the errors carry no signal about the labels (no positive temperature lowers the NLL).")
+    spread = centred[finite].abs().max().item()
+    lo, hi = 0.0, 1.0 / spread
+    for _ in range(max_doublings):
+        if slope(hi) >= 0:
+            break
+        lo, hi = hi, 2 * hi
+    else:
+        warnings.warn("held-out samples are perfectly separated: the optimal temperature is 0; returning a tiny one.")
+        return 1.0 / hi
+    for _ in range(100):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if slope(mid) < 0 else (lo, mid)
+    return 2.0 / (lo + hi)
+
+
+def reliability_bins(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = 15):
+    """Per confidence bin: (mean confidence, accuracy, count), from the top-1 probability; empty bins dropped."""
+    probs, labels = torch.as_tensor(probs, dtype=torch.float64), torch.as_tensor(labels)
+    conf, pred = probs.max(1)
+    correct = (pred == labels).double()
+    b = (conf * n_bins).clamp(max=n_bins - 1).long()
+    count = torch.bincount(b, minlength=n_bins).double()
+    keep = count > 0
+    mean_conf = torch.bincount(b, conf, n_bins)[keep] / count[keep]
+    acc = torch.bincount(b, correct, n_bins)[keep] / count[keep]
+    return mean_conf, acc, count[keep]
+
+
+def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> float:
+    """ECE = sum_b (n_b / N) |acc_b - conf_b| over equal-width confidence bins (Guo et al. 2017)."""
+    conf, acc, count = reliability_bins(probs, labels, n_bins)
+    return float((count / count.sum() * (acc - conf).abs()).sum())

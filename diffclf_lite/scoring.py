@@ -1,0 +1,208 @@
+"""The scoring engine: a shared (t, eps) plan and batched eps-prediction errors of (sample, class) pairs.
+
+Li et al. eq. 5: log p(x | c) ~ -E_{t,eps} ||eps - eps_theta(sqrt(abar_t) x + sqrt(1 - abar_t) eps, t, c)||^2,
+estimated with the *same* (t, eps) pairs for every class so that error differences between classes are stable.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from .calibration import probabilities
+from .contract import check_model
+from .schedule import timestep_weights
+from .strategies import Exhaustive, Strategy, weighted_mean
+
+__all__ = ["Plan", "timestep_grid", "make_plan", "LOSSES", "evaluate_pairs", "classify", "ClassificationResult"]
+
+LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "l2": lambda pred, eps: (pred - eps).pow(2).flatten(1).mean(1),
+    "l1": lambda pred, eps: (pred - eps).abs().flatten(1).mean(1),
+    "huber": lambda pred, eps: F.huber_loss(pred, eps, reduction="none", delta=1.0).flatten(1).mean(1),
+}
+
+
+def timestep_grid(n: int, num_train_timesteps: int) -> torch.Tensor:
+    """n evenly spaced timesteps as the official code lays them: start T // n // 2, stride T // n."""
+    if not 1 <= n <= num_train_timesteps:
+        raise ValueError(f"the timestep grid needs 1 <= n <= {num_train_timesteps} points, got n = {n}.")
+    step = num_train_timesteps // n
+    return torch.arange(step // 2, num_train_timesteps, step)[:n]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The shared Monte Carlo set S = {(t_k, eps_k)}: the noise draws of each timestep, used by every class.
+
+    Entries are grouped by grid point: entry j belongs to grid point j // n_trials.
+    """
+
+    timesteps: torch.Tensor  # (S,) long, indices into alphas_cumprod, each grid point repeated n_trials times
+    noise: torch.Tensor  # (S, *shape)
+    weights: torch.Tensor  # (S,) w_t of the chosen weighting
+    n_trials: int = 1
+
+    def __len__(self) -> int:
+        return len(self.timesteps)
+
+
+def make_plan(
+    n_timesteps: int,
+    shape: tuple[int, ...],
+    alphas_cumprod: torch.Tensor,
+    seed: int = 0,
+    weighting: str = "uniform",
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    n_trials: int = 1,
+    antithetic: bool = False,
+) -> Plan:
+    """Evenly spaced timesteps with n_trials seeded noise draws each (drawn on the CPU: the same on every device).
+
+    With `antithetic`, the draws of a timestep come in pairs (eps, -eps): the part of a paired error difference
+    that is linear in eps cancels exactly.
+    """
+    if int(n_trials) < 1 or (antithetic and n_trials % 2):
+        raise ValueError(f"n_trials must be a positive integer, and even when antithetic; got {n_trials}.")
+    t = timestep_grid(n_timesteps, len(alphas_cumprod)).repeat_interleave(n_trials)
+    g = torch.Generator().manual_seed(seed)
+    if antithetic:
+        z = torch.randn((n_timesteps, n_trials // 2, *shape), generator=g, dtype=torch.float32)
+        noise = torch.stack([z, -z], dim=2).reshape(n_timesteps * n_trials, *shape)
+    else:
+        noise = torch.randn((n_timesteps * n_trials, *shape), generator=g, dtype=torch.float32)
+    w = timestep_weights(alphas_cumprod.cpu(), weighting)[t]
+    return Plan(t.to(device), noise.to(device=device, dtype=dtype), w.to(device), int(n_trials))
+
+
+def evaluate_pairs(
+    model: Any,
+    x0: torch.Tensor,
+    plan: Plan,
+    sample_idx: torch.Tensor,
+    step_idx: torch.Tensor,
+    cond_idx: torch.Tensor,
+    loss: str = "l2",
+    batch_size: int = 256,
+    autocast_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """Unweighted errors (P,) of the pairs (x0[sample_idx], plan entry step_idx, condition cond_idx), in batches.
+
+    Everything stays on the model's device: no host synchronisation per batch, no loop over classes.
+    Raises ValueError naming the first pair whose prediction is NaN or inf.
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"Unknown loss {loss!r}; choose one of {sorted(LOSSES)}.")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+    loss_fn, dev = LOSSES[loss], x0.device
+    abar = model.alphas_cumprod.to(device=dev, dtype=torch.float64)
+    sqrt_a, sqrt_1ma = abar.sqrt().to(x0.dtype), (1 - abar).sqrt().to(x0.dtype)
+    view = (-1,) + (1,) * (x0.ndim - 1)
+    out = torch.empty(len(sample_idx), dtype=torch.float32 if x0.dtype != torch.float64 else x0.dtype, device=dev)
+    use_amp = autocast_dtype is not None
+    with torch.inference_mode(), torch.autocast(dev.type, dtype=autocast_dtype, enabled=use_amp):
+        for s in range(0, len(sample_idx), batch_size):
+            i, k, c = sample_idx[s : s + batch_size], step_idx[s : s + batch_size], cond_idx[s : s + batch_size]
+            t, noise = plan.timesteps[k], plan.noise[k]
+            x_t = sqrt_a[t].view(view) * x0[i] + sqrt_1ma[t].view(view) * noise  # (B, *shape)
+            pred = model.eps(x_t, t, c)
+            out[s : s + batch_size] = loss_fn(pred.to(out.dtype), noise.to(out.dtype))
+    bad = ~torch.isfinite(out)
+    if bool(bad.any()):  # one check after the whole round
+        j = int(bad.nonzero()[0, 0])
+        raise ValueError(
+            f"model.eps returned NaN or inf for sample {int(sample_idx[j])}, timestep {int(plan.timesteps[step_idx[j]])}, "
+            f"condition {int(cond_idx[j])} ({int(bad.sum())} of {len(out)} pairs in this round). Check the inputs "
+            "for NaN and the model's dtype (fp16 can overflow: try bfloat16 or float32)."
+        )
+    return out
+
+
+@dataclass
+class ClassificationResult:
+    """What a classification run returns: every number a chapter or benchmark needs, on the CPU."""
+
+    prediction: torch.Tensor  # (N,) long: the alive class of least mean error
+    mean_errors: torch.Tensor  # (N, C) weighted mean error per class over what was evaluated (NaN if nothing)
+    errors: torch.Tensor  # (N, S, C) raw per-pair errors, NaN where a pair was not evaluated
+    nfe: torch.Tensor  # (N,) long: network evaluations really spent on each sample
+    alive: torch.Tensor  # (N, C) bool: classes still in the running when the strategy stopped
+    timesteps: torch.Tensor  # (S,)
+    weights: torch.Tensor  # (S,)
+
+    def probabilities(self, temperature: float = 1.0) -> torch.Tensor:
+        """p(c | x) = softmax(-mean_error / temperature) (Li et al. eq. 6 with a temperature), (N, C)."""
+        return probabilities(self.mean_errors, temperature)
+
+    def accuracy(self, labels: torch.Tensor) -> float:
+        labels = torch.as_tensor(labels).cpu()
+        if labels.shape != self.prediction.shape:
+            raise ValueError(f"labels of shape {tuple(labels.shape)} do not match {len(self.prediction)} predictions.")
+        return (self.prediction == labels).double().mean().item()
+
+
+def classify(
+    model: Any,
+    images: Any,
+    strategy: Strategy | None = None,
+    loss: str = "l2",
+    weighting: str = "uniform",
+    seed: int = 0,
+    batch_size: int = 256,
+    plan: Plan | None = None,
+    n_trials: int = 1,
+    antithetic: bool = False,
+    autocast_dtype: torch.dtype | None = None,
+) -> ClassificationResult:
+    """Classify a batch of images with `model` (any EpsModel), the strategy deciding what to evaluate.
+
+    All samples advance together: each round gathers every sample's requested pairs into one batched evaluation.
+    """
+    check_model(model)
+    strategy = strategy or Exhaustive()
+    x0 = model.encode(images)
+    N, C = len(x0), int(model.num_conditions)
+    if N == 0:
+        raise ValueError("no images to classify: got an empty batch.")
+    if not bool(torch.isfinite(x0).all()):
+        raise ValueError("the encoded images contain NaN or inf; check the input data.")
+    if plan is None:
+        plan = make_plan(
+            strategy.n_timesteps, tuple(x0.shape[1:]), model.alphas_cumprod, seed, weighting, x0.device, x0.dtype,
+            n_trials, antithetic,
+        )
+    if tuple(plan.noise.shape[1:]) != tuple(x0.shape[1:]) or len(plan) != strategy.n_timesteps * plan.n_trials:
+        raise ValueError(
+            f"the plan ({len(plan) // plan.n_trials} timesteps x {plan.n_trials} noise draws shaped "
+            f"{tuple(plan.noise.shape[1:])}) does not fit the strategy ({strategy.n_timesteps} timesteps) "
+            f"and the encoded images {tuple(x0.shape[1:])}."
+        )
+    weights = plan.weights.cpu()
+    errors = torch.full((N, len(plan), C), float("nan"), dtype=torch.float64)
+    states = [strategy.start(C, weights, plan.n_trials) for _ in range(N)]
+    active = list(range(N))
+    while active:
+        masks, still = [], []
+        for i in active:
+            mask = states[i].next(errors[i])
+            if mask is not None:
+                masks.append((i, mask & errors[i].isnan()))  # never evaluate a pair twice
+                still.append(i)
+        active = still
+        if not masks:
+            break
+        idx = torch.cat([torch.nn.functional.pad(m.nonzero(), (1, 0), value=i) for i, m in masks])  # (P, 3)
+        if len(idx) == 0:
+            continue
+        dev_idx = idx.to(x0.device)
+        err = evaluate_pairs(model, x0, plan, dev_idx[:, 0], dev_idx[:, 1], dev_idx[:, 2], loss, batch_size, autocast_dtype)
+        errors[idx[:, 0], idx[:, 1], idx[:, 2]] = err.double().cpu()  # one transfer per round
+    mean_errors = weighted_mean(errors, weights.double())
+    alive = torch.stack([s.alive for s in states])
+    prediction = mean_errors.nan_to_num(nan=float("inf")).masked_fill(~alive, float("inf")).argmin(1)
+    nfe = (~errors.isnan()).flatten(1).sum(1)
+    return ClassificationResult(prediction, mean_errors, errors, nfe, alive, plan.timesteps.cpu(), weights)
