@@ -1,0 +1,48 @@
+# diffclf-lite: `make book` builds the book, `make test` runs the tests (see README.md).
+VENV ?= .venv
+PYTHON ?= python3
+# torch is installed first, on its own. torch==2.13.0 is the CPU wheel this build machine carries
+# (pip finds it on the local disk); a plain `torch` from PyPI would pull a multi-GB CUDA build.
+# Elsewhere, override it: `make TORCH=torch test` (or any specifier). pyproject.toml keeps only a
+# lower bound (torch>=2.1), so the editable install below keeps whichever torch is installed here.
+TORCH ?= torch==2.13.0
+
+STAMP := $(VENV)/.installed
+
+# Jupyter looks up kernelspecs in the venv before ~/.local/share/jupyter, so the `python3` kernel
+# that nbval and jupyter-book start is the venv's own interpreter (the venv target installs it).
+export JUPYTER_PREFER_ENV_PATH := 1
+
+.PHONY: venv book test clean distclean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --upgrade pip
+	$(VENV)/bin/pip install "$(TORCH)"
+	$(VENV)/bin/pip install -e ".[all]"
+	$(VENV)/bin/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (diffclf-lite)"
+	touch $@
+
+# MPLBACKEND=Agg is for plain Python only (the unit tests): a kernel started with it inherits Agg
+# instead of its inline backend, and then no figure is drawn, so nbval would not catch a plot that
+# fails to render and the book would show no figures. Notebook kernels keep the inline backend,
+# which needs no display either; `unexport` drops an MPLBACKEND set in the caller's shell.
+unexport MPLBACKEND
+# Unit tests first, then every notebook in book/ executed by nbval with the venv's kernel.
+test: venv
+	DIFFCLF_PROFILE=smoke MPLBACKEND=Agg $(VENV)/bin/python -m pytest tests
+	DIFFCLF_PROFILE=smoke $(VENV)/bin/python -m pytest --nbval-lax --nbval-kernel-name python3 book
+
+# Executes every chapter (execute_notebooks: force) and renders _build/html; any warning fails
+# the build (--keep-going only reports all of them before failing).
+book: venv
+	DIFFCLF_PROFILE=cpu $(VENV)/bin/jupyter-book build . -W -n --keep-going
+
+clean:
+	rm -rf _build .pytest_cache *.egg-info
+	find . -path ./$(VENV) -prune -o \( -name __pycache__ -o -name .ipynb_checkpoints \) -type d -print -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)
