@@ -6,6 +6,7 @@ that decide which (timestep, class) pairs to spend network evaluations on.
 from .calibration import expected_calibration_error, fit_temperature, probabilities, reliability_bins
 from .contract import EpsModel, check_model
 from .gmm import GaussianMixture
+from .pruning import Racing, SuccessiveElimination, grid_order
 from .profiles import default_device, get_profile, pick
 from .schedule import alphas_cumprod_from_betas, beta_schedule, timestep_weights
 from .scoring import LOSSES, ClassificationResult, Plan, classify, evaluate_pairs, make_plan, timestep_grid
@@ -15,6 +16,6 @@ __version__ = "0.1.0"
 __all__ = [
     "EpsModel", "check_model", "GaussianMixture", "beta_schedule", "alphas_cumprod_from_betas", "timestep_weights",
     "Plan", "timestep_grid", "make_plan", "evaluate_pairs", "classify", "ClassificationResult", "LOSSES",
-    "Exhaustive", "Staged", "PAPER_SCHEDULES", "weighted_mean", "probabilities", "fit_temperature",
+    "Exhaustive", "Staged", "SuccessiveElimination", "Racing", "grid_order", "PAPER_SCHEDULES", "weighted_mean", "probabilities", "fit_temperature",
     "expected_calibration_error", "reliability_bins", "get_profile", "pick", "default_device",
 ]

@@ -145,6 +145,18 @@ class ClassificationResult:
         return (self.prediction == labels).double().mean().item()
 
 
+def _pairs(rows: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """(sample, entry, class) triples (P, 3) of a request: for each sample i, rows[i] x classes[i]."""
+    sr = rows.nonzero()  # (Q, 2): sample, entry
+    k = classes.sum(1)[sr[:, 0]]  # classes requested by each (sample, entry)
+    cls = classes.nonzero()[:, 1]  # class indices, grouped by sample in order
+    first = torch.cumsum(classes.sum(1), 0) - classes.sum(1)  # where each sample's classes start in `cls`
+    group_start = torch.cumsum(k, 0) - k
+    within = torch.arange(int(k.sum())) - group_start.repeat_interleave(k)
+    c = cls[first[sr[:, 0]].repeat_interleave(k) + within]
+    return torch.cat([sr.repeat_interleave(k, dim=0), c[:, None]], dim=1)
+
+
 def classify(
     model: Any,
     images: Any,
@@ -183,26 +195,17 @@ def classify(
         )
     weights = plan.weights.cpu()
     errors = torch.full((N, len(plan), C), float("nan"), dtype=torch.float64)
-    states = [strategy.start(C, weights, plan.n_trials) for _ in range(N)]
-    active = list(range(N))
-    while active:
-        masks, still = [], []
-        for i in active:
-            mask = states[i].next(errors[i])
-            if mask is not None:
-                masks.append((i, mask & errors[i].isnan()))  # never evaluate a pair twice
-                still.append(i)
-        active = still
-        if not masks:
-            break
-        idx = torch.cat([torch.nn.functional.pad(m.nonzero(), (1, 0), value=i) for i, m in masks])  # (P, 3)
+    state = strategy.start(N, C, weights, plan.n_trials)
+    while (request := state.next(errors)) is not None:
+        idx = _pairs(*request)
+        idx = idx[errors[idx[:, 0], idx[:, 1], idx[:, 2]].isnan()]  # never evaluate a pair twice
         if len(idx) == 0:
             continue
         dev_idx = idx.to(x0.device)
         err = evaluate_pairs(model, x0, plan, dev_idx[:, 0], dev_idx[:, 1], dev_idx[:, 2], loss, batch_size, autocast_dtype)
         errors[idx[:, 0], idx[:, 1], idx[:, 2]] = err.double().cpu()  # one transfer per round
     mean_errors = weighted_mean(errors, weights.double())
-    alive = torch.stack([s.alive for s in states])
+    alive = state.alive.clone()
     prediction = mean_errors.nan_to_num(nan=float("inf")).masked_fill(~alive, float("inf")).argmin(1)
     nfe = (~errors.isnan()).flatten(1).sum(1)
     return ClassificationResult(prediction, mean_errors, errors, nfe, alive, plan.timesteps.cpu(), weights)

@@ -1,10 +1,11 @@
-"""Strategies decide which (timestep, class) pairs of one sample to evaluate next; they never call the model.
+"""Strategies decide which (timestep, class) pairs to evaluate next; they never call the model.
 
-A strategy describes the plan it needs (`n_timesteps` grid points) and hands out one state per sample.
+A strategy describes the plan it needs (`n_timesteps` grid points) and hands out one state for a batch of N samples.
 The plan has S = n_timesteps * n_trials entries (entry j belongs to grid point j // n_trials).
-The state's `next(errors)` looks at that sample's errors so far, (S, C) with NaN where not yet evaluated,
-and returns a boolean (S, C) mask of the pairs to evaluate in the next round, or None when it is done.
-`alive` (C,) marks the classes still in the running; the prediction is the alive class of least mean error.
+Each round, the state's `next(errors)` looks at the errors so far, (N, S, C) with NaN where not yet evaluated, and
+returns a request `(rows, classes)`: sample i is to evaluate every entry in rows[i] (S,) for every class in
+classes[i] (C,); or None when every sample is done. `alive` (N, C) marks the classes still in the running; the
+prediction is the alive class of least mean error.
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from typing import Protocol, Sequence
 import torch
 
 __all__ = ["Strategy", "StrategyState", "Exhaustive", "Staged", "weighted_mean", "PAPER_SCHEDULES"]
+
+Request = tuple[torch.Tensor, torch.Tensor]  # rows (N, S) bool, classes (N, C) bool
 
 
 def weighted_mean(errors: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -23,15 +26,15 @@ def weighted_mean(errors: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 
 
 class StrategyState(Protocol):
-    alive: torch.Tensor  # (C,) bool
+    alive: torch.Tensor  # (N, C) bool
 
-    def next(self, errors: torch.Tensor) -> torch.Tensor | None: ...
+    def next(self, errors: torch.Tensor) -> Request | None: ...
 
 
 class Strategy(Protocol):
     n_timesteps: int
 
-    def start(self, n_classes: int, weights: torch.Tensor, n_trials: int = 1) -> StrategyState: ...
+    def start(self, n_samples: int, n_classes: int, weights: torch.Tensor, n_trials: int = 1) -> StrategyState: ...
 
 
 class Exhaustive:
@@ -42,21 +45,21 @@ class Exhaustive:
             raise ValueError(f"n_timesteps must be at least 1, got {n_timesteps}.")
         self.n_timesteps = int(n_timesteps)
 
-    def start(self, n_classes: int, weights: torch.Tensor, n_trials: int = 1) -> "_ExhaustiveState":
-        return _ExhaustiveState(self.n_timesteps * n_trials, n_classes)
+    def start(self, n_samples: int, n_classes: int, weights: torch.Tensor, n_trials: int = 1) -> "_ExhaustiveState":
+        return _ExhaustiveState(n_samples, self.n_timesteps * n_trials, n_classes)
 
     def __repr__(self) -> str:
         return f"Exhaustive(n_timesteps={self.n_timesteps})"
 
 
 class _ExhaustiveState:
-    def __init__(self, n_entries: int, n_classes: int) -> None:
-        self.alive = torch.ones(n_classes, dtype=torch.bool)
-        self._mask: torch.Tensor | None = torch.ones(n_entries, n_classes, dtype=torch.bool)
+    def __init__(self, n_samples: int, n_entries: int, n_classes: int) -> None:
+        self.alive = torch.ones(n_samples, n_classes, dtype=torch.bool)
+        self._request: Request | None = (torch.ones(n_samples, n_entries, dtype=torch.bool), self.alive.clone())
 
-    def next(self, errors: torch.Tensor) -> torch.Tensor | None:
-        mask, self._mask = self._mask, None
-        return mask
+    def next(self, errors: torch.Tensor) -> Request | None:
+        request, self._request = self._request, None
+        return request
 
 
 class Staged:
@@ -80,13 +83,13 @@ class Staged:
         self.n_samples, self.to_keep = n_samples, to_keep
         self.n_timesteps = max(n_samples)
 
-    def start(self, n_classes: int, weights: torch.Tensor, n_trials: int = 1) -> "_StagedState":
+    def start(self, n_samples: int, n_classes: int, weights: torch.Tensor, n_trials: int = 1) -> "_StagedState":
         if self.to_keep[0] > n_classes:
             raise ValueError(
                 f"the first stage keeps {self.to_keep[0]} classes but there are only {n_classes} candidates; "
                 "lower to_keep or use Exhaustive."
             )
-        return _StagedState(self, n_classes, weights, n_trials)
+        return _StagedState(self, n_samples, n_classes, weights, n_trials)
 
     def stage_grid(self, stage: int) -> list[int]:
         """Grid positions of stage `stage`: the official code's `t_to_eval[stride // 2 :: stride][:n]`."""
@@ -99,18 +102,17 @@ class Staged:
 
 
 class _StagedState:
-    def __init__(self, strategy: Staged, n_classes: int, weights: torch.Tensor, n_trials: int) -> None:
+    def __init__(self, strategy: Staged, n_samples: int, n_classes: int, weights: torch.Tensor, n_trials: int) -> None:
         self.strategy, self.weights, self.n_trials, self.stage = strategy, weights, n_trials, 0
-        self.alive = torch.ones(n_classes, dtype=torch.bool)
-        self.evaluated = torch.zeros(strategy.n_timesteps, dtype=torch.bool)
+        self.alive = torch.ones(n_samples, n_classes, dtype=torch.bool)
+        self.evaluated = torch.zeros(strategy.n_timesteps, dtype=torch.bool)  # all samples move in lockstep
 
-    def next(self, errors: torch.Tensor) -> torch.Tensor | None:
+    def next(self, errors: torch.Tensor) -> Request | None:
         s = self.strategy
         if self.stage > 0:  # prune after the previous stage's evaluations
-            means = weighted_mean(errors, self.weights).masked_fill(~self.alive, float("inf"))
-            keep = torch.sort(means, stable=True).indices[: s.to_keep[self.stage - 1]]
-            self.alive = torch.zeros_like(self.alive)
-            self.alive[keep] = True
+            means = weighted_mean(errors, self.weights).masked_fill(~self.alive, float("inf"))  # (N, C)
+            keep = torch.sort(means, dim=1, stable=True).indices[:, : s.to_keep[self.stage - 1]]
+            self.alive = torch.zeros_like(self.alive).scatter_(1, keep, True)
         if self.stage == len(s.n_samples):
             return None
         rows = torch.zeros_like(self.evaluated)
@@ -119,7 +121,7 @@ class _StagedState:
         self.evaluated |= rows
         self.stage += 1
         entries = rows.repeat_interleave(self.n_trials)  # every noise draw of the chosen grid points
-        return entries[:, None] & self.alive[None, :]
+        return entries.expand(len(self.alive), -1), self.alive.clone()
 
 
 # Li et al. Table 6 / official code: (evaluations per stage, classes kept per stage, loss).
