@@ -92,14 +92,17 @@ class _EliminationState:
         """Drop classes significantly worse than each sample's current best (one-sided paired t-test)."""
         from scipy.special import stdtr  # Student-t CDF
 
+        idx = racing.nonzero().flatten()
+        cols = self.alive[idx].any(0).nonzero().flatten()  # classes alive somewhere: dead ones cost nothing
         rows = torch.tensor(self.rows)
-        alive = self.alive[racing]  # (n, C)
-        e = errors[racing][:, rows, :] * self.weights[rows, None]  # (n, R, C); every alive class saw every row
-        mean = e.mean(1).masked_fill(~alive, float("inf"))  # (n, C)
+        alive = self.alive[idx][:, cols]  # (n, A)
+        e = errors[idx[:, None, None], rows[None, :, None], cols[None, None, :]]  # (n, R, A)
+        e = e * self.weights[rows][None, :, None]  # every alive class saw every row
+        mean = e.mean(1).masked_fill(~alive, float("inf"))
         best = mean.argmin(1)  # (n,)
         d = e - e.gather(2, best[:, None, None].expand(-1, e.shape[1], 1))  # paired differences against the best
         R = d.shape[1]
-        dm, var = d.mean(1), d.var(1)  # (n, C)
+        dm, var = d.mean(1), d.var(1)  # (n, A)
         df = torch.full_like(dm, R - 1.0)
         if self.s.pooled:  # one variance for all rivals of a sample: (A - 1)(R - 1) degrees of freedom
             rivals = alive.clone().scatter_(1, best[:, None], False)
@@ -111,7 +114,9 @@ class _EliminationState:
         p = torch.from_numpy(stdtr(df.numpy(), (-t.nan_to_num(0.0)).numpy()))  # P(T >= t) if no worse than the best
         drop = (p < self.s.p_value) & alive
         drop.scatter_(1, best[:, None], False)
-        self.alive[racing] = alive & ~drop
+        kept = self.alive[idx]
+        kept[:, cols] = alive & ~drop
+        self.alive[idx] = kept
 
     def next(self, errors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         racing = self.alive.sum(1) > 1  # (N,): samples still undecided
