@@ -167,3 +167,13 @@ def test_readme_and_ci_run_the_documented_commands() -> None:
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     commands = [line.split("#", 1)[0].strip() for line in ci.splitlines()]
     assert any(re.fullmatch(r"(exec\s+)?make\s+test", c) for c in commands), ".ci/run should run `make test`"
+
+
+def test_readme_python_example_runs():
+    """The README's example is code a reader will paste: it must run as written."""
+    import re
+
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    assert blocks, "README.md has no python example"
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})
