@@ -31,9 +31,11 @@ $(STAMP): pyproject.toml
 # which needs no display either; `unexport` drops an MPLBACKEND set in the caller's shell.
 unexport MPLBACKEND
 # Unit tests first, then every notebook in book/ executed by nbval with the venv's kernel.
+# One torch thread per process: the tests' tensors are tiny, and on a 2-core machine shared with a notebook kernel
+# or other jobs, torch's spinning worker threads made small ops up to 20x slower (measured).
 test: venv
-	DIFFCLF_PROFILE=smoke MPLBACKEND=Agg $(VENV)/bin/python -m pytest tests
-	DIFFCLF_PROFILE=smoke $(VENV)/bin/python -m pytest --nbval-lax --nbval-kernel-name python3 book
+	OMP_NUM_THREADS=1 DIFFCLF_PROFILE=smoke MPLBACKEND=Agg $(VENV)/bin/python -m pytest tests
+	OMP_NUM_THREADS=1 DIFFCLF_PROFILE=smoke $(VENV)/bin/python -m pytest --nbval-lax --nbval-kernel-name python3 book
 
 # Executes every chapter (execute_notebooks: force) and renders _build/html; any warning fails
 # the build (--keep-going only reports all of them before failing).

@@ -1,0 +1,159 @@
+"""Command line: `python -m diffclf_lite.cli evaluate --model ... --data ...` (zero-shot evaluation, Li et al. §5)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+__all__ = ["main", "build_parser", "parse_strategy"]
+
+EPILOG = """examples:
+  # the paper's CIFAR-10 setting on 200 test images (Colab GPU; downloads SD 2 base and CIFAR-10)
+  python -m diffclf_lite.cli evaluate --data cifar10 --subset 200 --strategy paper --output runs/cifar10
+  # your own images: one subfolder per class, 50 evenly spaced timesteps per class
+  python -m diffclf_lite.cli evaluate --data path/to/folder --strategy exhaustive:50 --output runs/mine
+  # your own prompts (CSV with columns class_index,prompt; several prompts per class are averaged)
+  python -m diffclf_lite.cli evaluate --data path/to/folder --prompts prompts.csv --output runs/mine
+"""
+
+
+def parse_strategy(spec: str, dataset: str | None) -> tuple[object, str | None]:
+    """`exhaustive:N`, `staged:25,250:5,1`, `paper` (the schedule of --data), `paper:NAME`, `elimination[:N]` or
+    `racing[:N]` (N grid timesteps, default 1000) -> (strategy, paper loss)."""
+    from .prompts import canonical_name
+    from .pruning import Racing, SuccessiveElimination
+    from .strategies import PAPER_SCHEDULES, Exhaustive, Staged
+
+    kind, _, arg = spec.partition(":")
+    kind = kind.strip().lower()
+    if kind == "exhaustive":
+        if not arg.strip().isdigit():
+            raise ValueError(f"--strategy {spec!r}: write exhaustive:N with N timesteps per class, e.g. exhaustive:100.")
+        return Exhaustive(int(arg)), None
+    if kind == "staged":
+        try:
+            samples, keep = arg.split(":")
+            return Staged([int(v) for v in samples.split(",")], [int(v) for v in keep.split(",")]), None
+        except ValueError as err:
+            raise ValueError(f"--strategy {spec!r}: write staged:SAMPLES:KEEP, e.g. staged:25,250:5,1 ({err}).") from None
+    if kind in ("elimination", "racing"):
+        grid = arg.strip() or "1000"
+        if not grid.isdigit() or not 20 <= int(grid) <= 1000:
+            raise ValueError(f"--strategy {spec!r}: write {kind}:N with a grid of 20 to 1000 timesteps, e.g. {kind}:500.")
+        return (Racing if kind == "racing" else SuccessiveElimination)(int(grid)), None
+    if kind == "paper":
+        name = arg.strip() or dataset
+        if not name:
+            raise ValueError("--strategy paper needs a dataset: use it with --data NAME or write paper:cifar10.")
+        key = name.strip().lower()
+        if key not in PAPER_SCHEDULES:
+            try:
+                key = canonical_name(name)
+            except ValueError:
+                raise ValueError(f"--strategy {spec}: {name!r} is not one of the paper's datasets "
+                                 f"({', '.join(PAPER_SCHEDULES)}); use exhaustive:N or paper:NAME.") from None
+        samples, keep, loss = PAPER_SCHEDULES[key]
+        return Staged(samples, keep), loss
+    raise ValueError(f"--strategy {spec!r} is not understood; use exhaustive:N, staged:25,250:5,1, paper, paper:NAME, "
+                     "elimination[:N] or racing[:N].")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="diffclf", description="Diffusion models as zero-shot classifiers (Li et al. 2023).")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    ev = sub.add_parser("evaluate", help="classify a dataset with Stable Diffusion and write per-image records",
+                        description="Zero-shot classification of a dataset with a Stable Diffusion model.",
+                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ev.add_argument("--model", default="stabilityai/stable-diffusion-2-base",
+                    help="hub id (SD 1.x/2.x, e.g. stable-diffusion-v1-5/stable-diffusion-v1-5) or a local folder written "
+                         "by save_pretrained (default: %(default)s)")
+    ev.add_argument("--data", required=True,
+                    help="cifar10, stl10, pets, flowers102, food101, aircraft, imagenet (torchvision test split), "
+                         "a folder with one subfolder of images per class, or 'synthetic' (offline shapes)")
+    ev.add_argument("--data-root", default="data", help="where torchvision keeps/downloads datasets (default: %(default)s)")
+    ev.add_argument("--prompts", default="paper",
+                    help="'paper' (the paper's single template for the dataset), 'all' (CLIP's template ensemble, errors "
+                         "averaged per class), a CSV with columns class_index,prompt, or a .txt class list (see --template)")
+    ev.add_argument("--template", default="a photo of a {}.",
+                    help="template for folder/synthetic/class-list classes; {} is the class name (default: %(default)r)")
+    ev.add_argument("--strategy", default="paper",
+                    help="exhaustive:N (N timesteps for every class), staged:25,250:5,1 (evaluations per stage : classes "
+                         "kept), paper (the paper's schedule for --data), paper:NAME, elimination[:N] (Clark & Jaini's "
+                         "paired t-tests on a grid of N timesteps, default 1000) or racing[:N] (ours, far fewer "
+                         "evaluations; see the pruning chapter) (default: %(default)s)")
+    ev.add_argument("--loss", choices=["l1", "l2", "huber"], default=None,
+                    help="error between true and predicted noise (default: the paper's choice with --strategy paper, else l2)")
+    ev.add_argument("--subset", type=int, default=None, help="evaluate a seeded random subset of this many images")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the subset and of the shared (t, eps) plan")
+    ev.add_argument("--batch-size", type=int, default=32, help="UNet evaluations per forward pass (default: %(default)s)")
+    ev.add_argument("--images-per-call", type=int, default=1, help="images classified together (default: %(default)s)")
+    ev.add_argument("--dtype", choices=["fp16", "bf16", "fp32"], default=None,
+                    help="model weights' dtype (default: fp16 on CUDA, fp32 on CPU)")
+    ev.add_argument("--device", default=None, help="cuda, cuda:1, cpu ... (default: cuda when available)")
+    ev.add_argument("--resolution", type=int, default=None,
+                    help="image side in pixels (default: the model's, 512 for SD 2 base; 256 is ~4x cheaper)")
+    ev.add_argument("--output", default="diffclf_results",
+                    help="folder for records.jsonl, summary.json and results.csv (default: %(default)s)")
+    ev.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def _prompt_set(args: argparse.Namespace, dataset: object) -> object:
+    from . import prompts as P
+
+    spec = args.prompts
+    if spec.lower().endswith(".csv"):
+        return P.read_prompt_csv(spec)
+    if spec.lower().endswith(".txt"):
+        return P.class_prompts(P.read_class_list(spec), args.template)
+    if spec not in ("paper", "all"):
+        raise ValueError(f"--prompts {spec!r}: use paper, all, a .csv file (class_index,prompt) or a .txt class list.")
+    if dataset.name in P.DATASETS:
+        return P.dataset_prompts(dataset.name, spec)
+    return P.class_prompts(dataset.classes, args.template)
+
+
+def run_evaluate(args: argparse.Namespace) -> dict:
+    """Everything `evaluate` does, as a function (the tests call it through `main`)."""
+    from .datasets import load_dataset
+    from .evaluate import evaluate
+    from .sd import StableDiffusion
+
+    for flag in ("subset", "batch_size", "images_per_call"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise ValueError(f"--{flag.replace('_', '-')} must be at least 1, got {value}.")
+    if args.model and not Path(args.model).exists() and args.model.count("/") != 1:
+        raise ValueError(f"--model {args.model!r} is neither an existing folder nor a hub id of the form owner/name.")
+    dataset = load_dataset(args.data, root=args.data_root)
+    strategy, paper_loss = parse_strategy(args.strategy, dataset.name if args.strategy.strip() == "paper" else None)
+    prompt_set = _prompt_set(args, dataset)
+    if prompt_set.num_classes != len(dataset.classes):
+        raise ValueError(f"the prompts describe {prompt_set.num_classes} classes but the data has {len(dataset.classes)}.")
+    subset = dataset.subset(args.subset, seed=args.seed)
+    model = StableDiffusion.from_pretrained(args.model, prompt_set.prompts, device=args.device, dtype=args.dtype,
+                                            resolution=args.resolution)
+    result = evaluate(model, subset, prompt_set, strategy, loss=args.loss or paper_loss or "l2", seed=args.seed,
+                      batch_size=args.batch_size, images_per_call=args.images_per_call, progress=not args.no_progress)
+    result.settings.update(model=str(args.model), data=args.data, prompts=args.prompts, dtype=str(model.dtype),
+                           device=str(model.device), resolution=model.resolution)
+    out = result.save(args.output)
+    summary = result.summary()
+    print(f"{summary['images']} images, accuracy {summary['accuracy']:.1%}, mean NFE {summary['mean_nfe']:.0f}; "
+          f"records in {out}")
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        run_evaluate(args)
+    except ValueError as err:
+        parser.exit(2, f"{parser.prog} {args.command}: error: {err}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,288 @@
+"""Stable Diffusion as an EpsModel (Li et al. 2023, §3 and §5.1): VAE posterior-mean latents, cached prompt
+embeddings, and eps_theta(x_t, t, c) from the UNet. Same code for hub models and the offline stand-in.
+
+Needs the `sd` extra (diffusers, transformers); imported lazily, `import diffclf_lite` does not load this module.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["DEFAULT_MODEL_ID", "SD15_MODEL_ID", "StableDiffusion", "build_tiny_sd", "preprocess_image", "resolve_dtype"]
+
+DEFAULT_MODEL_ID = "stabilityai/stable-diffusion-2-base"  # the paper's headline model, 512 px, eps-prediction
+SD15_MODEL_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # the official code's `runwayml/...` id no longer exists
+DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+          "fp32": torch.float32, "float32": torch.float32}
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """`fp16`/`bf16`/`fp32` (or a torch dtype); None picks fp16 on CUDA (as the paper) and fp32 elsewhere."""
+    if dtype is None:
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
+        return dtype
+    if isinstance(dtype, str) and dtype.lower() in DTYPES:
+        return DTYPES[dtype.lower()]
+    raise ValueError(f"dtype {dtype!r} is not supported; use one of fp16, bf16, fp32.")
+
+
+def _to_rgb(image: Any) -> "Image.Image":  # noqa: F821
+    """Any PIL mode (1, L, LA, P, RGBA, CMYK, I;16, I, F...) or HxW(xC) array -> 8-bit RGB; alpha over white."""
+    from PIL import Image
+
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().numpy()
+        if image.ndim == 3 and image.shape[0] in (1, 3, 4):  # CHW -> HWC
+            image = image.transpose(1, 2, 0)
+    if isinstance(image, np.ndarray):
+        arr = image
+        if arr.dtype != np.uint8:  # float arrays are taken as [0, 1]
+            if arr.size and (np.nanmin(arr) < 0 or np.nanmax(arr) > 1):
+                raise ValueError("float image arrays must lie in [0, 1]; pass uint8 arrays for 0..255 data.")
+            arr = np.round(np.nan_to_num(arr) * 255).astype(np.uint8)
+        image = Image.fromarray(arr.squeeze(-1) if arr.ndim == 3 and arr.shape[-1] == 1 else arr)
+    if not isinstance(image, Image.Image):
+        raise ValueError(f"expected a PIL image, a numpy array or a tensor, got {type(image).__name__}.")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # high bit depth: rescale to 0..255 before 8 bits
+        arr = np.asarray(image, dtype=np.float64)
+        peak = arr.max(initial=0)
+        if image.mode == "F":  # floats: [0, 1] if they fit, else scaled by their maximum
+            top = 1.0 if peak <= 1 else peak
+        else:  # 16-bit modes span 0..65535; 32-bit `I` is read as 8-bit or 16-bit data when it fits
+            top = 65535.0 if image.mode.startswith("I;16") or peak > 255 else 255.0
+            top = max(top, peak)
+        image = Image.fromarray(np.clip(np.round(arr / top * 255), 0, 255).astype(np.uint8), mode="L")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("LA", "RGBA", "PA"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert("RGB")
+
+
+def preprocess_image(image: Any, resolution: int) -> torch.Tensor:
+    """RGB, bicubic resize of the short side to `resolution`, centre crop, scale to [-1, 1]: (3, R, R) float32."""
+    from PIL import Image
+
+    img = _to_rgb(image)
+    w, h = img.size
+    scale = resolution / min(w, h)
+    new_w, new_h = max(resolution, round(w * scale)), max(resolution, round(h * scale))
+    img = img.resize((new_w, new_h), Image.BICUBIC)
+    left, top = (new_w - resolution) // 2, (new_h - resolution) // 2
+    img = img.crop((left, top, left + resolution, top + resolution))
+    x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)  # (3, R, R) in [0, 1]
+    return x * 2 - 1
+
+
+def _place(module: Any, device: torch.device, dtype: torch.dtype) -> Any:
+    """Move to the device, cast only when the dtype differs (diffusers warns on a needless cast), inference only."""
+    module = module.to(device)
+    if next(module.parameters()).dtype != dtype:
+        module = module.to(dtype)
+    return module.eval().requires_grad_(False)
+
+
+class StableDiffusion:
+    """Stable Diffusion behind the EpsModel contract; the conditions are the prompts, embedded once and cached."""
+
+    def __init__(self, unet: Any, vae: Any, text_encoder: Any, tokenizer: Any, alphas_cumprod: torch.Tensor,
+                 prompts: Sequence[str] = (), *, device: str | torch.device | None = None,
+                 dtype: str | torch.dtype | None = None, resolution: int | None = None,
+                 prediction_type: str = "epsilon", channels_last: bool | None = None, encode_batch_size: int = 8) -> None:
+        self.device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.dtype = resolve_dtype(dtype, self.device)
+        if prediction_type not in ("epsilon", "v_prediction"):
+            raise ValueError(f"prediction_type {prediction_type!r} is not supported; use 'epsilon' or 'v_prediction'.")
+        self.prediction_type = prediction_type
+        self.channels_last = self.device.type == "cuda" if channels_last is None else bool(channels_last)
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        self.unet, self.vae, self.text_encoder = (_place(m, self.device, self.dtype) for m in (unet, vae, text_encoder))
+        self.unet = self.unet.to(memory_format=fmt)
+        self.tokenizer = tokenizer
+        self.alphas_cumprod = alphas_cumprod.detach().double().cpu()
+        self._abar = self.alphas_cumprod.to(self.device)
+        self.vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.scaling_factor = float(getattr(vae.config, "scaling_factor", None) or 0.18215)
+        self.shift_factor = float(getattr(vae.config, "shift_factor", None) or 0.0)
+        down = 2 ** (len(unet.config.block_out_channels) - 1)
+        self.resolution = int(resolution or unet.config.sample_size * self.vae_scale)
+        if self.resolution % (self.vae_scale * down):
+            raise ValueError(f"resolution {self.resolution} must be a multiple of {self.vae_scale * down} for this UNet and VAE.")
+        self.encode_batch_size = int(encode_batch_size)
+        self._cache: dict[str, torch.Tensor] = {}
+        self.text_encoder_calls = 0
+        self.set_prompts(prompts)
+
+    @classmethod
+    def from_pretrained(cls, model: str | Path = DEFAULT_MODEL_ID, prompts: Sequence[str] = (), *,
+                        device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
+                        resolution: int | None = None, revision: str | None = None, variant: str | None = None,
+                        local_files_only: bool = False, **kwargs: Any) -> "StableDiffusion":
+        """Load UNet, VAE, text encoder, tokenizer and the scheduler's config (no safety checker) from a hub id or folder."""
+        from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+        from transformers import CLIPTextModel, CLIPTokenizer
+
+        dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        dt = resolve_dtype(dtype, dev)
+        src, kw = str(model), {"revision": revision, "local_files_only": local_files_only}
+        try:
+            unet = UNet2DConditionModel.from_pretrained(src, subfolder="unet", torch_dtype=dt, variant=variant, **kw)
+            vae = AutoencoderKL.from_pretrained(src, subfolder="vae", torch_dtype=dt, variant=variant, **kw)
+            text_encoder = CLIPTextModel.from_pretrained(src, subfolder="text_encoder", variant=variant, **kw)
+            tokenizer = CLIPTokenizer.from_pretrained(src, subfolder="tokenizer", **kw)
+            config = DDPMScheduler.load_config(src, subfolder="scheduler", **kw)
+        except (OSError, ValueError) as err:
+            raise ValueError(
+                f"could not load a Stable Diffusion model from {src!r} ({type(err).__name__}: {str(err)[:300]}). Pass a hub "
+                f"id such as {DEFAULT_MODEL_ID!r} or {SD15_MODEL_ID!r} (the old 'runwayml/stable-diffusion-v1-5' is gone), "
+                "or a folder with unet/, vae/, text_encoder/, tokenizer/ and scheduler/ (what save_pretrained writes)."
+            ) from err
+        scheduler = DDPMScheduler.from_config(config)
+        return cls(unet, vae, text_encoder, tokenizer, scheduler.alphas_cumprod, prompts, device=dev, dtype=dt,
+                   resolution=resolution, prediction_type=scheduler.config.prediction_type, **kwargs)
+
+    # ---- conditions: prompt embeddings, computed once per distinct prompt ----
+    @property
+    def prompts(self) -> list[str]:
+        return list(self._prompts)
+
+    @property
+    def num_conditions(self) -> int:
+        return len(self._prompts)
+
+    def set_prompts(self, prompts: Sequence[str]) -> None:
+        """Make `prompts` the candidate conditions; only prompts never seen before go through the text encoder."""
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        if any(not isinstance(p, str) for p in prompts):
+            raise ValueError("prompts must be strings, one per candidate condition.")
+        new = list(dict.fromkeys(p for p in prompts if p not in self._cache))
+        if new:
+            for p, e in zip(new, self._embed(new)):
+                self._cache[p] = e
+        self._prompts = prompts
+        self._embeds = torch.stack([self._cache[p] for p in prompts]) if prompts else None  # (P, L, D)
+
+    @torch.inference_mode()
+    def _embed(self, prompts: list[str], batch: int = 64) -> torch.Tensor:
+        """Text-encoder last hidden states (as diffusers' pipelines do without clip_skip), padded to max length."""
+        out = []
+        for s in range(0, len(prompts), batch):
+            ids = self.tokenizer(prompts[s:s + batch], padding="max_length", max_length=self.tokenizer.model_max_length,
+                                 truncation=True, return_tensors="pt").input_ids.to(self.device)
+            self.text_encoder_calls += 1
+            out.append(self.text_encoder(ids)[0].to(self.dtype))
+        return torch.cat(out)
+
+    # ---- the EpsModel contract ----
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        r = self.resolution // self.vae_scale
+        return (int(self.vae.config.latent_channels), r, r)
+
+    def preprocess(self, images: Any) -> torch.Tensor:
+        """A list of images (or one image) -> (N, 3, R, R) in [-1, 1] on the CPU."""
+        from PIL import Image
+
+        if isinstance(images, (Image.Image, np.ndarray)) or (isinstance(images, torch.Tensor) and images.ndim == 3):
+            images = [images]
+        return torch.stack([preprocess_image(im, self.resolution) for im in images])
+
+    @torch.inference_mode()
+    def encode(self, images: Any) -> torch.Tensor:
+        """x0 = (VAE posterior mean - shift) * scaling factor (Li et al. §5.1): (N, 4, R/8, R/8) float32 on the device."""
+        pixels = images if isinstance(images, torch.Tensor) and images.ndim == 4 else self.preprocess(images)
+        if pixels.ndim != 4 or pixels.shape[1] != 3:
+            raise ValueError(f"expected images or a (N, 3, H, W) tensor in [-1, 1], got shape {tuple(pixels.shape)}.")
+        out = []
+        for s in range(0, len(pixels), self.encode_batch_size):
+            x = pixels[s:s + self.encode_batch_size].to(self.device, self.dtype)
+            mean = self.vae.encode(x).latent_dist.mean
+            out.append(((mean - self.shift_factor) * self.scaling_factor).float())
+        return torch.cat(out)
+
+    def eps(self, x_t: torch.Tensor, t: torch.Tensor, cond_index: torch.Tensor) -> torch.Tensor:
+        """eps_theta(x_t, t, prompt[cond_index]) (a v-prediction UNet is converted: eps = sqrt(1-abar) x_t + sqrt(abar) v)."""
+        if self._embeds is None:
+            raise ValueError("no prompts set: pass prompts to from_pretrained or call set_prompts([...]) first.")
+        x = x_t.to(self.dtype)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        out = self.unet(x, t, encoder_hidden_states=self._embeds[cond_index], return_dict=False)[0]
+        if self.prediction_type == "v_prediction":
+            abar = self._abar[t].to(x_t.dtype).view(-1, 1, 1, 1)
+            out = (1 - abar).sqrt() * x_t + abar.sqrt() * out.to(x_t.dtype)
+        return out
+
+    @torch.inference_mode()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents -> images (N, 3, R, R) in [0, 1] on the CPU (for looking at what the classifier sees)."""
+        x = latents.to(self.device, self.dtype) / self.scaling_factor + self.shift_factor
+        return ((self.vae.decode(x).sample.float().cpu() + 1) / 2).clamp(0, 1)
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP's reversible byte -> printable unicode character table."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
+def _char_vocab(folder: Path) -> tuple[Path, Path]:
+    """A character-level CLIP BPE vocabulary (no merges) that needs no download."""
+    chars = list(_bytes_to_unicode().values())
+    vocab = {c: i for i, c in enumerate(chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"])}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    (folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
+    return folder / "vocab.json", folder / "merges.txt"
+
+
+def build_tiny_sd(folder: str | Path, *, latent_size: int = 8, prediction_type: str = "epsilon", seed: int = 0) -> Path:
+    """Build a tiny random-weight pipeline of SD's classes (UNet2DConditionModel, AutoencoderKL with 8x downsampling,
+    CLIPTextModel + CLIPTokenizer, PNDM scheduler with SD's scaled_linear betas) and save it like a hub folder."""
+    import tempfile
+
+    import diffusers
+    from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = CLIPTokenizer(*map(str, _char_vocab(Path(tmp))), model_max_length=77)
+        tokenizer.save_pretrained(folder / "tokenizer")
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id))
+    unet = UNet2DConditionModel(
+        sample_size=latent_size, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32, attention_head_dim=8)
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1, block_out_channels=(8, 8, 16, 16),
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=8,
+        sample_size=latent_size * 8, scaling_factor=0.18215)
+    scheduler = PNDMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                              skip_prk_steps=True, set_alpha_to_one=False, steps_offset=1, prediction_type=prediction_type)
+    parts = {"unet": unet, "vae": vae, "text_encoder": text_encoder, "scheduler": scheduler}
+    for name, part in parts.items():
+        part.save_pretrained(folder / name)
+    index = {"_class_name": "StableDiffusionPipeline", "_diffusers_version": diffusers.__version__,
+             "feature_extractor": [None, None], "safety_checker": [None, None], "requires_safety_checker": False,
+             **{k: ["diffusers" if k in ("unet", "vae", "scheduler") else "transformers", type(v).__name__]
+                for k, v in {**parts, "tokenizer": tokenizer}.items()}}
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2), encoding="utf-8")  # as save_pretrained writes it
+    return folder
