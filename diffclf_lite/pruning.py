@@ -70,14 +70,14 @@ class Racing(SuccessiveElimination):
     - `pooled`: the rivals of a sample share one variance of paired differences, so the test has (A - 1)(R - 1)
       degrees of freedom and can drop hopeless classes from round 2 on, instead of a floor of 20 rounds per class;
       a close rival has a smaller variance than the pool, so for the classes that matter the test is conservative.
-    - `max_rounds=100`: a sample still racing after 100 rounds is a near tie, where more evaluations buy little
-      expected accuracy; the alive class of least mean error wins.
     - `order="stratified"`: every prefix of rounds spreads evenly over t.
+    - `max_rounds` (default: the whole grid) caps near ties; measured, a cap of 100 rounds cut NFE by a third but
+      cost up to 3.5 points of accuracy on mixtures, so it is off by default.
     """
 
-    def __init__(self, n_timesteps: int = 1000, min_rounds: int = 2, p_value: float = 2e-3, max_rounds: int = 100,
-                 order: str = "stratified", seed: int = 0) -> None:
-        super().__init__(n_timesteps, min_rounds, p_value, min(max_rounds, n_timesteps), order, seed, pooled=True)
+    def __init__(self, n_timesteps: int = 1000, min_rounds: int = 2, p_value: float = 2e-3,
+                 max_rounds: int | None = None, order: str = "stratified", seed: int = 0) -> None:
+        super().__init__(n_timesteps, min_rounds, p_value, max_rounds, order, seed, pooled=True)
 
 
 class _EliminationState:

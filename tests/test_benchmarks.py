@@ -17,7 +17,7 @@ def load(name):
 def test_pruning_benchmark_prints_every_strategy(capsys):
     load("pruning").main(["--problems", "gmm10", "--points", "8"])
     out = capsys.readouterr().out
-    for label in ("exhaustive", "staged (cifar10)", "successive elimination (C&J)", "racing (ours)"):
+    for label in ("exhaustive", "staged (cifar10)", "successive elimination (C&J)", "racing (ours)", "racing, cap 100 rounds"):
         assert f"gmm10    {label}" in out
     assert "racing (ours) on gmm10:" in out
 
