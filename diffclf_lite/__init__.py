@@ -4,6 +4,7 @@ One model contract (`EpsModel`), a shared (t, eps) Monte Carlo plan, batched err
 that decide which (timestep, class) pairs to spend network evaluations on.
 """
 from .calibration import expected_calibration_error, fit_temperature, probabilities, reliability_bins
+from .classcond import ClassConditionalUNet, DiTClassifier
 from .contract import EpsModel, check_model
 from .gmm import GaussianMixture
 from .pruning import Racing, SuccessiveElimination, grid_order
@@ -11,6 +12,7 @@ from .profiles import default_device, get_profile, pick
 from .schedule import alphas_cumprod_from_betas, beta_schedule, timestep_weights
 from .scoring import LOSSES, ClassificationResult, Plan, classify, evaluate_pairs, make_plan, timestep_grid
 from .strategies import PAPER_SCHEDULES, Exhaustive, Staged, weighted_mean
+from .training import TrainConfig, train_digits_model
 
 __version__ = "0.1.0"
 __all__ = [
@@ -18,4 +20,5 @@ __all__ = [
     "Plan", "timestep_grid", "make_plan", "evaluate_pairs", "classify", "ClassificationResult", "LOSSES",
     "Exhaustive", "Staged", "SuccessiveElimination", "Racing", "grid_order", "PAPER_SCHEDULES", "weighted_mean", "probabilities", "fit_temperature",
     "expected_calibration_error", "reliability_bins", "get_profile", "pick", "default_device",
+    "ClassConditionalUNet", "DiTClassifier", "TrainConfig", "train_digits_model",
 ]
