@@ -30,16 +30,6 @@ def strategies(grid: int, schedule: str) -> dict[str, object]:
             "racing, cap 100 rounds": dc.Racing(grid, max_rounds=100)}
 
 
-def half_ece(result: dc.ClassificationResult, labels: torch.Tensor) -> float:
-    """ECE on each half of the points with the temperature fitted on the other half, averaged."""
-    n = len(labels) // 2
-    eces = []
-    for fit, test in ((slice(0, n), slice(n, None)), (slice(n, None), slice(0, n))):
-        tau = dc.fit_temperature(result.mean_errors[fit], labels[fit])
-        eces.append(dc.expected_calibration_error(dc.probabilities(result.mean_errors[test], tau), labels[test]))
-    return sum(eces) / 2
-
-
 def run_problem(name: str, points: int, seed: int, chunk: int) -> list[dict]:
     classes, separation, grid, schedule = PROBLEMS[name]
     gmm = dc.GaussianMixture.random(classes, 8, separation=separation, class_specific_variance=True, seed=seed)
@@ -56,11 +46,9 @@ def run_problem(name: str, points: int, seed: int, chunk: int) -> list[dict]:
         mean_errors = torch.cat([p.mean_errors for p in parts])
         nfe = torch.cat([p.nfe for p in parts]).double()
         pred = torch.cat([p.prediction for p in parts])
-        merged = dc.ClassificationResult(pred, mean_errors, torch.empty(0), nfe.long(), torch.empty(0), torch.empty(0),
-                                         torch.empty(0))
         rows.append({"problem": name, "classes": classes, "strategy": label, "accuracy": (pred == y).double().mean().item(),
                      "bayes": bayes, "nfe_mean": nfe.mean().item(), "nfe_p95": nfe.quantile(0.95).item(),
-                     "ece": half_ece(merged, y), "seconds": time.perf_counter() - t0})
+                     "ece": dc.cross_fitted_ece(mean_errors, y), "seconds": time.perf_counter() - t0})
     exhaustive, staged = rows[0], rows[1]
     for r in rows:
         r["delta_pts"] = 100 * (r["accuracy"] - exhaustive["accuracy"])

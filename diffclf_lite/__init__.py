@@ -3,7 +3,8 @@
 One model contract (`EpsModel`), a shared (t, eps) Monte Carlo plan, batched error evaluation, and strategies
 that decide which (timestep, class) pairs to spend network evaluations on.
 """
-from .calibration import expected_calibration_error, fit_temperature, probabilities, reliability_bins
+from .calibration import (cross_fitted_ece, expected_calibration_error, fit_temperature, probabilities,
+                          reliability_bins)
 from .classcond import ClassConditionalUNet, DiTClassifier
 from .contract import EpsModel, check_model
 from .gmm import GaussianMixture
@@ -19,6 +20,6 @@ __all__ = [
     "EpsModel", "check_model", "GaussianMixture", "beta_schedule", "alphas_cumprod_from_betas", "timestep_weights",
     "Plan", "timestep_grid", "make_plan", "evaluate_pairs", "classify", "ClassificationResult", "LOSSES",
     "Exhaustive", "Staged", "SuccessiveElimination", "Racing", "grid_order", "PAPER_SCHEDULES", "weighted_mean", "probabilities", "fit_temperature",
-    "expected_calibration_error", "reliability_bins", "get_profile", "pick", "default_device",
+    "expected_calibration_error", "reliability_bins", "cross_fitted_ece", "get_profile", "pick", "default_device",
     "ClassConditionalUNet", "DiTClassifier", "TrainConfig", "train_digits_model",
 ]

@@ -5,7 +5,7 @@ import warnings
 
 import torch
 
-__all__ = ["probabilities", "fit_temperature", "expected_calibration_error", "reliability_bins"]
+__all__ = ["probabilities", "fit_temperature", "expected_calibration_error", "reliability_bins", "cross_fitted_ece"]
 
 
 def _logits(mean_errors: torch.Tensor) -> torch.Tensor:
@@ -78,3 +78,16 @@ def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, n_bins
     """ECE = sum_b (n_b / N) |acc_b - conf_b| over equal-width confidence bins (Guo et al. 2017)."""
     conf, acc, count = reliability_bins(probs, labels, n_bins)
     return float((count / count.sum() * (acc - conf).abs()).sum())
+
+
+def cross_fitted_ece(mean_errors: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> float:
+    """ECE of p(c|x) on each half of the samples with the temperature fitted on the other half, averaged."""
+    labels = torch.as_tensor(labels)
+    n = len(labels) // 2
+    if n < 1:
+        raise ValueError("cross_fitted_ece needs at least two samples: one half fits the temperature, the other tests it.")
+    halves = ((slice(0, n), slice(n, None)), (slice(n, None), slice(0, n)))
+    return sum(
+        expected_calibration_error(probabilities(mean_errors[b], fit_temperature(mean_errors[a], labels[a])), labels[b], n_bins)
+        for a, b in halves
+    ) / 2

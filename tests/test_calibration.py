@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from diffclf_lite import expected_calibration_error, fit_temperature, probabilities, reliability_bins
+from diffclf_lite import cross_fitted_ece, expected_calibration_error, fit_temperature, probabilities, reliability_bins
 
 
 def nll(errors, labels, tau):
@@ -60,3 +60,14 @@ def test_fit_temperature_bad_input():
         fit_temperature(torch.tensor([[float("nan"), 1.0]]), torch.tensor([0]))
     with pytest.raises(ValueError, match="no signal"):
         fit_temperature(torch.tensor([[2.0, 1.0], [2.0, 1.0]]), torch.tensor([0, 0]))
+
+
+def test_cross_fitted_ece_fits_on_one_half_and_tests_on_the_other():
+    errors, labels = synthetic(0.005, n=4000, seed=3)
+    n = len(labels) // 2
+    by_hand = [expected_calibration_error(probabilities(errors[b], fit_temperature(errors[a], labels[a])), labels[b])
+               for a, b in ((slice(0, n), slice(n, None)), (slice(n, None), slice(0, n)))]
+    assert cross_fitted_ece(errors, labels) == pytest.approx(sum(by_hand) / 2)
+    assert cross_fitted_ece(errors, labels) < 0.05
+    with pytest.raises(ValueError, match="at least two samples"):
+        cross_fitted_ece(errors[:1], labels[:1])
