@@ -112,6 +112,8 @@ def load_imagenet_folder(root: str | Path, class_ids: list[int], n_per_class: in
     """
     from PIL import Image  # lazy
 
+    from .sd import preprocess_image  # the same resize, crop and scaling as the Stable Diffusion adapter
+
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"ImageNet folder {root} does not exist; point it at the val/ folder of ImageNet-1k.")
@@ -126,13 +128,6 @@ def load_imagenet_folder(root: str | Path, class_ids: list[int], n_per_class: in
     for c in class_ids:
         files = sorted((root / wnids[c]).iterdir())
         for k in torch.randperm(len(files), generator=g)[:n_per_class].tolist():
-            im = Image.open(files[k]).convert("RGB")
-            scale = resolution / min(im.size)
-            im = im.resize((max(resolution, round(im.width * scale)), max(resolution, round(im.height * scale))),
-                           Image.BICUBIC)
-            left, top = (im.width - resolution) // 2, (im.height - resolution) // 2
-            im = im.crop((left, top, left + resolution, top + resolution))
-            images.append(torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).view(resolution, resolution, 3))
+            images.append(preprocess_image(Image.open(files[k]), resolution))  # (3, R, R) in [-1, 1]
             labels.append(c)
-    x = torch.stack(images).permute(0, 3, 1, 2).float() / 127.5 - 1
-    return x, torch.tensor(labels, dtype=torch.long)
+    return torch.stack(images), torch.tensor(labels, dtype=torch.long)

@@ -133,3 +133,21 @@ def test_cnn_baseline_learns_and_is_deterministic(split) -> None:
     with pytest.raises(ValueError, match="expected images"):
         predict(a.model, torch.zeros(2, 1, 8, 8))
     assert math.isfinite(a.seconds)
+
+
+def test_imagenet_folder_loader_preprocesses_like_the_sd_adapter(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from diffclf_lite.digits import load_imagenet_folder
+    from diffclf_lite.sd import preprocess_image
+
+    for c in range(1000):
+        (tmp_path / f"n{c:08d}").mkdir()
+    pixels = (np.random.default_rng(0).random((40, 60, 3)) * 255).astype("uint8")
+    Image.fromarray(pixels).save(tmp_path / "n00000003" / "a.png")
+    Image.fromarray(pixels).convert("L").save(tmp_path / "n00000007" / "b.png")
+    x, y = load_imagenet_folder(tmp_path, class_ids=[3, 7], n_per_class=1, resolution=32)
+    assert x.shape == (2, 3, 32, 32) and y.tolist() == [3, 7]
+    assert torch.equal(x[0], preprocess_image(Image.open(tmp_path / "n00000003" / "a.png"), 32))
+    assert torch.equal(x[1, 0], x[1, 2])  # a grey image becomes equal RGB channels
