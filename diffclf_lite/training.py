@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
+import os
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["TrainConfig", "MODEL_PRESETS", "make_unet", "make_scheduler", "train", "TrainResult", "save_checkpoint",
-           "train_digits_model", "DIGITS_CONFIG", "main"]
+           "train_digits_model", "DIGITS_CONFIG", "digits_checkpoint", "cache_dir", "main"]
 
 TRAINING_FILE = "training.json"
 SCHEDULES = ("linear", "squaredcos_cap_v2")
@@ -194,6 +197,38 @@ def train_digits_model(out_dir: str | Path, steps: int = DIGITS_CONFIG.steps, se
     result = train(split.x_train, split.y_train, cfg, num_classes=10, progress=progress)
     save_checkpoint(out_dir, result)
     return result
+
+
+def cache_dir() -> Path:
+    """Where trained checkpoints are kept between runs: $DIFFCLF_CACHE, else ~/.cache/diffclf-lite."""
+    return Path(os.environ.get("DIFFCLF_CACHE") or Path.home() / ".cache" / "diffclf-lite").expanduser()
+
+
+def digits_checkpoint(steps: int = DIGITS_CONFIG.steps, seed: int = DIGITS_CONFIG.seed,
+                      preset: str = DIGITS_CONFIG.preset, root: str | Path | None = None, progress: bool = True,
+                      **overrides: Any) -> Path:
+    """The digits checkpoint folder for these settings, trained (train_digits_model) only if not already cached.
+
+    Chapters and benchmarks that need a trained digits model share one copy instead of each training it again.
+    The folder name holds a hash of every setting, so different settings never share a folder; a checkpoint is
+    written into a temporary folder and renamed into place when complete, so an interrupted run leaves nothing
+    that a later call could mistake for a finished checkpoint.
+    """
+    settings = json.dumps({"steps": steps, "seed": seed, "preset": preset, **overrides}, sort_keys=True)
+    key = hashlib.sha256(settings.encode()).hexdigest()[:12]
+    base = Path(root).expanduser() if root is not None else cache_dir()
+    out = base / f"digits-ddpm-{preset}-{steps}-{key}"
+    if (out / TRAINING_FILE).is_file():
+        return out
+    base.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}-", dir=base) as tmp:
+        train_digits_model(Path(tmp) / "ckpt", steps, seed, preset, progress=progress, **overrides)
+        try:
+            os.replace(Path(tmp) / "ckpt", out)
+        except OSError:  # another process finished the same checkpoint first: keep theirs
+            if not (out / TRAINING_FILE).is_file():
+                raise
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -148,3 +149,34 @@ def test_dit_adapter_offline(tmp_path) -> None:
         DiTClassifier.from_pretrained(tmp_path / "dit", class_ids=[5])  # the null class is no candidate
     with pytest.raises(FileNotFoundError, match="nowhere"):
         DiTClassifier.from_pretrained(tmp_path / "nowhere")
+
+
+def test_digits_checkpoint_is_trained_once_and_keyed_by_settings(tmp_path, monkeypatch) -> None:
+    from diffclf_lite import training
+
+    calls = []
+    real = training.train_digits_model
+    monkeypatch.setattr(training, "train_digits_model", lambda *a, **k: calls.append(a) or real(*a, **k))
+    first = training.digits_checkpoint(steps=2, preset="tiny", root=tmp_path, progress=False, batch_size=8)
+    again = training.digits_checkpoint(steps=2, preset="tiny", root=tmp_path, progress=False, batch_size=8)
+    other = training.digits_checkpoint(steps=2, preset="tiny", root=tmp_path, progress=False, batch_size=8, seed=1)
+    assert first == again != other and len(calls) == 2  # the second call reused the cached folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.name, other.name])  # no temp folders left
+    info = json.loads((first / "training.json").read_text())
+    assert info["config"]["steps"] == 2 and info["config"]["batch_size"] == 8
+    model = ClassConditionalUNet.from_pretrained(first)
+    assert model.num_classes == 10
+
+
+def test_digits_checkpoint_leaves_nothing_when_training_fails(tmp_path, monkeypatch) -> None:
+    from diffclf_lite import training
+
+    def broken(out_dir, *args, **kwargs):
+        (Path(out_dir) / "config.json").parent.mkdir(parents=True)
+        (Path(out_dir) / "config.json").write_text("{}")  # a half-written checkpoint
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "train_digits_model", broken)
+    with pytest.raises(KeyboardInterrupt):
+        training.digits_checkpoint(steps=2, preset="tiny", root=tmp_path)
+    assert list(tmp_path.iterdir()) == []
