@@ -15,6 +15,10 @@ EPILOG = """examples:
   python -m diffclf_lite.cli evaluate --data path/to/folder --strategy exhaustive:50 --output runs/mine
   # your own prompts (CSV with columns class_index,prompt; several prompts per class are averaged)
   python -m diffclf_lite.cli evaluate --data path/to/folder --prompts prompts.csv --output runs/mine
+  # interrupted? run the same command again: images with a record are skipped (resume)
+  # several GPUs: each process takes a share of the images, then one merge builds the table
+  accelerate launch --multi_gpu --num_processes 4 -m diffclf_lite.cli evaluate --data cifar10 --output runs/c10
+  python -m diffclf_lite.cli merge runs/c10
 """
 
 
@@ -94,8 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--resolution", type=int, default=None,
                     help="image side in pixels (default: the model's, 512 for SD 2 base; 256 is ~4x cheaper)")
     ev.add_argument("--output", default="diffclf_results",
-                    help="folder for records.jsonl, summary.json and results.csv (default: %(default)s)")
+                    help="folder for manifest.json, records/ (one file per image, resumable), records.jsonl, summary.json "
+                         "and results.csv (default: %(default)s)")
+    ev.add_argument("--overwrite", action="store_true",
+                    help="discard the records of an earlier run in --output (otherwise a run with other settings is refused)")
     ev.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    mg = sub.add_parser("merge", help="gather the per-image records of an output folder into the table and accuracy",
+                        description="Merge the records every process wrote into records.jsonl, summary.json, results.csv.")
+    mg.add_argument("folder", help="the --output folder of `diffclf evaluate`")
+    mg.add_argument("--partial", action="store_true", help="merge even if some images have no record yet")
     return parser
 
 
@@ -103,6 +114,8 @@ def _prompt_set(args: argparse.Namespace, dataset: object) -> object:
     from . import prompts as P
 
     spec = args.prompts
+    if spec.lower().endswith((".csv", ".txt")) and not Path(spec).is_file():
+        raise ValueError(f"--prompts {spec}: no such file.")
     if spec.lower().endswith(".csv"):
         return P.read_prompt_csv(spec)
     if spec.lower().endswith(".txt"):
@@ -114,44 +127,90 @@ def _prompt_set(args: argparse.Namespace, dataset: object) -> object:
     return P.class_prompts(dataset.classes, args.template)
 
 
+def _hub_revision(model_id: str) -> str | None:
+    """The commit of a hub model in the local cache (what was really loaded), or None."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        path = try_to_load_from_cache(model_id, "model_index.json")
+    except Exception:  # an odd id or an old huggingface_hub: the id alone goes into the manifest
+        return None
+    return Path(path).parent.name if isinstance(path, str) else None
+
+
+def _process_state(device: str | None) -> object | None:
+    """accelerate's PartialState when launched by `accelerate launch` or `torchrun` with several processes, else None."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from accelerate import PartialState
+
+    return PartialState(cpu=device is not None and device.strip().lower() == "cpu")
+
+
 def run_evaluate(args: argparse.Namespace) -> dict:
     """Everything `evaluate` does, as a function (the tests call it through `main`)."""
     from .datasets import load_dataset
+    from .devices import resolve_device
     from .evaluate import evaluate
+    from .records import fingerprint_folder
     from .sd import StableDiffusion
 
-    for flag in ("subset", "batch_size", "images_per_call"):
+    for flag in ("subset", "batch_size", "images_per_call", "resolution"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be at least 1, got {value}.")
     if args.model and not Path(args.model).exists() and args.model.count("/") != 1:
         raise ValueError(f"--model {args.model!r} is neither an existing folder nor a hub id of the form owner/name.")
+    state = _process_state(args.device)
+    per_process = state is not None and (args.device or "cuda").strip().lower() in ("cuda", "gpu")
+    device = state.device if per_process else resolve_device(args.device)  # accelerate gives each process its GPU
     dataset = load_dataset(args.data, root=args.data_root)
+    for line in dataset.skipped:
+        print(f"skipped {line}", file=sys.stderr)
     strategy, paper_loss = parse_strategy(args.strategy, dataset.name if args.strategy.strip() == "paper" else None)
     prompt_set = _prompt_set(args, dataset)
     if prompt_set.num_classes != len(dataset.classes):
         raise ValueError(f"the prompts describe {prompt_set.num_classes} classes but the data has {len(dataset.classes)}.")
     subset = dataset.subset(args.subset, seed=args.seed)
-    model = StableDiffusion.from_pretrained(args.model, prompt_set.prompts, device=args.device, dtype=args.dtype,
+    model = StableDiffusion.from_pretrained(args.model, prompt_set.prompts, device=device, dtype=args.dtype,
                                             resolution=args.resolution)
+    local = Path(args.model).exists()
+    extra = {"model_source": str(Path(args.model).resolve()) if local else args.model,
+             "model_fingerprint": fingerprint_folder(args.model) if local else _hub_revision(args.model),
+             "data": args.data, "data_fingerprint": dataset.fingerprint, "resolution": model.resolution}
     result = evaluate(model, subset, prompt_set, strategy, loss=args.loss or paper_loss or "l2", seed=args.seed,
-                      batch_size=args.batch_size, images_per_call=args.images_per_call, progress=not args.no_progress)
-    result.settings.update(model=str(args.model), data=args.data, prompts=args.prompts, dtype=str(model.dtype),
-                           device=str(model.device), resolution=model.resolution)
-    out = result.save(args.output)
+                      batch_size=args.batch_size, images_per_call=args.images_per_call, progress=not args.no_progress,
+                      output=args.output, overwrite=args.overwrite, manifest_extra=extra, state=state)
+    return _report(result, args.output, is_main=state is None or state.is_main_process)
+
+
+def _report(result: object, folder: str, is_main: bool = True) -> dict:
     summary = result.summary()
-    print(f"{summary['images']} images, accuracy {summary['accuracy']:.1%}, mean NFE {summary['mean_nfe']:.0f}; "
-          f"records in {out}")
+    if is_main:
+        for err in summary["unreadable"]:
+            print(f"unreadable: {err}", file=sys.stderr)
+        missing = f"; {summary['missing']} images still without a record" if summary.get("missing") else ""
+        print(f"{summary['images']} images, accuracy {summary['accuracy']:.1%}, mean NFE {summary['mean_nfe']:.0f}"
+              f"{missing}; {len(summary['unreadable'])} unreadable; records in {folder}")
     return summary
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command; wrong inputs end with one line `diffclf COMMAND: error: ...` and exit status 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        run_evaluate(args)
-    except ValueError as err:
-        parser.exit(2, f"{parser.prog} {args.command}: error: {err}\n")
+        if args.command == "merge":
+            from .evaluate import merge
+
+            _report(merge(args.folder, allow_partial=args.partial), args.folder)
+        else:
+            run_evaluate(args)
+    except (ValueError, OSError) as err:  # OSError: a missing or unreadable file, named in its message
+        message = " ".join(str(err).split())
+        parser.exit(2, f"{parser.prog} {args.command}: error: {message}\n")
     return 0
 
 

@@ -15,7 +15,7 @@ import torch
 from .prompts import PromptSet
 from .scoring import classify
 
-__all__ = ["Evaluation", "evaluate", "planned_nfe", "results_table", "plot_confusion"]
+__all__ = ["Evaluation", "evaluate", "merge", "run_manifest", "planned_nfe", "results_table", "plot_confusion"]
 
 
 def _finite_or_none(values: torch.Tensor) -> list[float | None]:
@@ -32,53 +32,107 @@ class Evaluation:
     settings: dict = field(default_factory=dict)
 
     @property
+    def scored(self) -> list[dict]:
+        """Records with a prediction (an unreadable image has an `error` instead)."""
+        return [r for r in self.records if "error" not in r]
+
+    @property
+    def unreadable(self) -> list[dict]:
+        return [r for r in self.records if "error" in r]
+
+    @property
     def accuracy(self) -> float:
-        return float(np.mean([r["correct"] for r in self.records])) if self.records else float("nan")
+        return float(np.mean([r["correct"] for r in self.scored])) if self.scored else float("nan")
 
     @property
     def mean_nfe(self) -> float:
-        return float(np.mean([r["nfe"] for r in self.records])) if self.records else float("nan")
+        return float(np.mean([r["nfe"] for r in self.scored])) if self.scored else float("nan")
 
     def confusion(self) -> np.ndarray:
         """Counts (C, C): row = true class, column = predicted class."""
         C = len(self.class_names)
         m = np.zeros((C, C), dtype=np.int64)
-        for r in self.records:
+        for r in self.scored:
             m[r["label"], r["prediction"]] += 1
         return m
 
     def summary(self) -> dict:
-        return {"images": len(self.records), "accuracy": self.accuracy, "mean_nfe": self.mean_nfe,
-                "seconds": float(sum(r["seconds"] for r in self.records)), **self.settings}
+        return {"images": len(self.scored), "accuracy": self.accuracy, "mean_nfe": self.mean_nfe,
+                "seconds": float(sum(r.get("seconds") or 0.0 for r in self.records)),
+                "unreadable": [r["error"] for r in self.unreadable], **self.settings}
 
     def table(self) -> "pd.DataFrame":  # noqa: F821
-        return results_table(self.records, self.class_names)
+        return results_table(self.scored, self.class_names)
 
     def save(self, folder: str | Path) -> Path:
-        """Write records.jsonl (one JSON object per image), summary.json and results.csv into `folder`."""
+        """Write records.jsonl (one JSON object per image, no timing), summary.json and results.csv into `folder` (atomically)."""
+        from .records import atomic_write_text
+
         out = Path(folder)
-        out.mkdir(parents=True, exist_ok=True)
-        with (out / "records.jsonl").open("w", encoding="utf-8") as f:
-            for r in self.records:
-                f.write(json.dumps(r) + "\n")
+        lines = (json.dumps({k: v for k, v in r.items() if k != "seconds"}, sort_keys=True) + "\n" for r in self.records)
+        atomic_write_text(out / "records.jsonl", "".join(lines))  # reproducible bytes: wall time is in results.csv
         summary = {**self.summary(), "class_names": self.class_names, "prompts": self.prompts}
-        (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-        self.table().to_csv(out / "results.csv", index=False)
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+        atomic_write_text(out / "results.csv", self.table().to_csv(index=False))
         return out
+
+
+def _record(index: int, label: int, pred: int, nfe: int, class_errors: torch.Tensor, prompt_errors: torch.Tensor | None) -> dict:
+    rec = {"index": int(index), "label": int(label), "prediction": int(pred), "correct": bool(pred == label), "nfe": int(nfe),
+           "class_errors": _finite_or_none(class_errors)}
+    if prompt_errors is not None:
+        rec["prompt_errors"] = _finite_or_none(prompt_errors)
+    return rec
+
+
+def _fingerprint(attributes: dict) -> str:
+    """sha256 of an object's attributes (tensors by value): catches what a repr leaves out, such as a seeded order."""
+    import hashlib
+
+    text = json.dumps({k: v.tolist() if isinstance(v, torch.Tensor) else repr(v) for k, v in sorted(attributes.items())})
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def run_manifest(model: Any, dataset: Any, prompts: PromptSet, strategy: Any, *, loss: str, weighting: str, seed: int,
+                 autocast_dtype: torch.dtype | None, batch_size: int, images_per_call: int, processes: int,
+                 classify_kwargs: dict, extra: dict | None = None) -> dict:
+    """Every setting that decides the records (compared on resume), plus the soft ones (batch sizes, processes)."""
+    source = getattr(dataset, "source_index", lambda i: i)
+    device = getattr(model, "device", None)
+    return {
+        "model": type(model).__name__, "dtype": str(getattr(model, "dtype", None)),
+        "device": getattr(device, "type", str(device)),  # cuda vs cpu, not which GPU: shards run on different ones
+        "dataset": str(getattr(dataset, "name", type(dataset).__name__)),
+        "indices": [int(source(i)) for i in range(len(dataset))],
+        "classes": list(prompts.class_names), "prompts": list(prompts.prompts), "prompt_class": list(prompts.prompt_class),
+        "strategy": repr(strategy), "strategy_state": _fingerprint(vars(strategy)),
+        "loss": loss, "weighting": weighting, "seed": int(seed), "autocast_dtype": str(autocast_dtype),
+        "classify_kwargs": {k: repr(v) for k, v in sorted(classify_kwargs.items())},
+        "batch_size": int(batch_size), "images_per_call": int(images_per_call), "processes": int(processes),
+        **(extra or {}),
+    }
 
 
 def evaluate(model: Any, dataset: Any, prompts: PromptSet, strategy: Any, *, loss: str = "l2",
              weighting: str = "uniform", seed: int = 0, batch_size: int = 64, images_per_call: int = 1,
              autocast_dtype: torch.dtype | None = None, progress: bool = True, max_seconds: float | None = None,
-             **classify_kwargs: Any) -> Evaluation:
+             output: str | Path | None = None, overwrite: bool = False, manifest_extra: dict | None = None,
+             state: Any = None, **classify_kwargs: Any) -> Evaluation:
     """Classify every (image, label) of `dataset` with `dc.classify` and aggregate prompt errors per class.
 
     The model's conditions become `prompts.prompts` (via `set_prompts`, embedded once). Every image uses the same
-    seeded (t, eps) plan, so results do not depend on `images_per_call` or `batch_size`. The tqdm bar shows the
-    running accuracy. With `max_seconds`, no new image is started once that much time has passed (a time budget:
-    the records then cover a prefix of `dataset`).
+    seeded (t, eps) plan (the seed, not the images run before, fixes an image's noise), and images are grouped in
+    fixed chunks of `images_per_call` by position, so a record never depends on what ran before it.
+    With `output`, each image's record is written atomically to `output/records/` as soon as it is known, images
+    that already have a record are skipped (resume), a folder made with other settings is refused (see
+    `records.open_output`), and the merged records are returned. `state` (an accelerate PartialState) shards the
+    chunks across processes. With `max_seconds`, no new image is started once that much time has passed. An image
+    the dataset cannot read (`datasets.UnreadableImage`) gets a record with an `error` and no prediction.
     """
     from tqdm.auto import tqdm
+
+    from . import records as R
+    from .datasets import UnreadableImage
 
     if hasattr(model, "set_prompts"):
         model.set_prompts(list(prompts.prompts))
@@ -87,38 +141,107 @@ def evaluate(model: Any, dataset: Any, prompts: PromptSet, strategy: Any, *, los
     n = len(dataset)
     if n == 0:
         raise ValueError("the dataset is empty: nothing to evaluate.")
-    if int(images_per_call) < 1:
-        raise ValueError(f"images_per_call must be at least 1, got {images_per_call}.")
+    for name, value in (("images_per_call", images_per_call), ("batch_size", batch_size)):
+        if isinstance(value, bool) or int(value) < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}.")
+    rank, world = (0, 1) if state is None else (int(state.process_index), int(state.num_processes))
+    barrier = None if state is None else state.wait_for_everyone
     source = getattr(dataset, "source_index", lambda i: i)
+    index = [int(source(i)) for i in range(n)]
+    chunks = [list(range(s, min(s + images_per_call, n))) for s in range(0, n, images_per_call)]
+    if world > 1:
+        with state.split_between_processes(chunks) as mine:
+            chunks = list(mine)
+    done: set[int] = set()
+    if output is not None:
+        if len(set(index)) != n:
+            raise ValueError("the dataset repeats an index; records are named by index, so each must be unique.")
+        manifest = run_manifest(model, dataset, prompts, strategy, loss=loss, weighting=weighting, seed=seed,
+                                autocast_dtype=autocast_dtype, batch_size=batch_size, images_per_call=images_per_call,
+                                processes=world, classify_kwargs=classify_kwargs, extra=manifest_extra)
+        R.open_output(output, manifest, overwrite=overwrite, is_main=rank == 0, barrier=barrier)
+        done = R.done_indices(output)
     records: list[dict] = []
-    correct = 0
-    bar = tqdm(total=n, desc="classifying", unit="img", disable=not progress)
+    scored = correct = 0
+    total = sum(len(c) for c in chunks)
+    bar = tqdm(total=total, initial=sum(index[i] in done for c in chunks for i in c), desc=f"classifying [{rank}]",
+               unit="img", disable=not progress)
     began = time.perf_counter()
-    for start in range(0, n, images_per_call):
-        if max_seconds is not None and records and time.perf_counter() - began > max_seconds:
+    for chunk in chunks:
+        if all(index[i] in done for i in chunk):
+            continue
+        if max_seconds is not None and time.perf_counter() - began > max_seconds and (records or done):
             break
-        items = [dataset[i] for i in range(start, min(start + images_per_call, n))]
-        images, labels = [im for im, _ in items], [int(lbl) for _, lbl in items]
+        t0 = time.perf_counter()
+        images, labels, positions, new = [], [], [], []
+        for i in chunk:
+            try:
+                image, label = dataset[i]
+            except UnreadableImage as err:
+                new.append({"index": index[i], "label": int(err.label), "error": str(err)})
+                continue
+            images.append(image)
+            labels.append(int(label))
+            positions.append(i)
         if any(not 0 <= lbl < prompts.num_classes for lbl in labels):
             raise ValueError(f"labels {labels} fall outside the {prompts.num_classes} classes of the prompt set.")
-        t0 = time.perf_counter()
-        res = classify(model, images, strategy, loss=loss, weighting=weighting, seed=seed, batch_size=batch_size,
-                       autocast_dtype=autocast_dtype, **classify_kwargs)
-        per_class = prompts.class_errors(res.mean_errors, res.alive)  # (n, C)
-        prediction = prompts.predict(res.mean_errors, res.alive)
-        seconds = (time.perf_counter() - t0) / len(items)
-        for k, (lbl, pred) in enumerate(zip(labels, prediction.tolist())):
-            correct += int(pred == lbl)
-            rec = {"index": source(start + k), "label": lbl, "prediction": int(pred), "correct": bool(pred == lbl),
-                   "nfe": int(res.nfe[k]), "seconds": seconds, "class_errors": _finite_or_none(per_class[k])}
-            if not prompts.one_prompt_per_class:
-                rec["prompt_errors"] = _finite_or_none(res.mean_errors[k])
-            records.append(rec)
-        bar.update(len(items))
-        bar.set_postfix(acc=f"{correct / len(records):.1%}", nfe=int(res.nfe.float().mean()))
+        if images:
+            res = classify(model, images, strategy, loss=loss, weighting=weighting, seed=seed, batch_size=batch_size,
+                           autocast_dtype=autocast_dtype, **classify_kwargs)
+            per_class = prompts.class_errors(res.mean_errors, res.alive)  # (n, C)
+            prediction = prompts.predict(res.mean_errors, res.alive).tolist()
+            for k, i in enumerate(positions):
+                new.append(_record(index[i], labels[k], prediction[k], res.nfe[k], per_class[k],
+                                   None if prompts.one_prompt_per_class else res.mean_errors[k]))
+        seconds = (time.perf_counter() - t0) / len(chunk)
+        for rec in sorted(new, key=lambda r: r["index"]):
+            if rec["index"] in done:  # part of a chunk finished before an interruption: recomputed, not rewritten
+                continue
+            if output is not None:
+                R.write_record(output, rec)
+                R.append_timing(output, rank, rec["index"], seconds)
+            records.append({**rec, "seconds": seconds})
+            scored, correct = scored + ("error" not in rec), correct + bool(rec.get("correct"))
+        bar.update(sum(index[i] not in done for i in chunk))
+        if scored:
+            bar.set_postfix(acc=f"{correct / scored:.1%}")
     bar.close()
-    settings = {"strategy": repr(strategy), "stopped_early": len(records) < n, "loss": loss, "weighting": weighting, "seed": seed, "batch_size": batch_size}
-    return Evaluation(records, list(prompts.class_names), list(prompts.prompts), settings)
+    finished = len(records) + sum(index[i] in done for c in chunks for i in c)
+    settings = {"strategy": repr(strategy), "stopped_early": finished < total, "loss": loss,
+                "weighting": weighting, "seed": seed, "batch_size": batch_size}
+    if output is None:
+        return Evaluation(records, list(prompts.class_names), list(prompts.prompts), settings)
+    if barrier is not None:
+        barrier()
+    return merge(output, write=rank == 0, allow_partial=True)
+
+
+def merge(folder: str | Path, *, write: bool = True, allow_partial: bool = False) -> Evaluation:
+    """Gather every process's records of an output folder in the manifest's image order; with `write`, save
+    records.jsonl, summary.json and results.csv. Missing images raise (unless `allow_partial`) naming how many."""
+    from . import records as R
+
+    folder = Path(folder)
+    if not (folder / R.MANIFEST).is_file():
+        raise ValueError(f"{folder} has no {R.MANIFEST}: not an evaluation output folder (see `diffclf evaluate --output`).")
+    manifest = json.loads((folder / R.MANIFEST).read_text(encoding="utf-8"))
+    found, timing = R.read_records(folder), R.read_timing(folder)
+    stray = sorted(set(found) - set(manifest["indices"]))
+    if stray:
+        raise ValueError(f"{folder}: records for indices {stray[:5]} that the manifest does not list; the folder was "
+                         "edited by hand. Rerun with --overwrite.")
+    missing = [i for i in manifest["indices"] if i not in found]
+    if missing and not allow_partial:
+        raise ValueError(f"{folder}: {len(missing)} of {len(manifest['indices'])} images have no record yet (first: "
+                         f"{missing[:5]}); rerun the same evaluate command to finish them, then merge.")
+    records = [{**found[i], "seconds": timing.get(i)} for i in manifest["indices"] if i in found]
+    keep = ("strategy", "loss", "weighting", "seed", "batch_size")
+    settings = {**{k: manifest.get(k) for k in keep}, "stopped_early": bool(missing), "missing": len(missing)}
+    settings.update({k: v for k, v in manifest.items() if k in ("model_source", "data", "dtype", "device", "resolution")})
+    ev = Evaluation(records, list(manifest["classes"]), list(manifest["prompts"]), settings)
+    if write:
+        ev.save(folder)
+    return ev
 
 
 def planned_nfe(strategy: Any, n_classes: int, n_trials: int = 1) -> int:

@@ -12,7 +12,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-__all__ = ["DEFAULT_MODEL_ID", "SD15_MODEL_ID", "StableDiffusion", "build_tiny_sd", "preprocess_image", "resolve_dtype"]
+from .devices import resolve_device
+
+__all__ = ["DEFAULT_MODEL_ID", "SD15_MODEL_ID", "StableDiffusion", "build_tiny_sd", "char_tokenizer", "preprocess_image",
+           "resolve_dtype"]
 
 DEFAULT_MODEL_ID = "stabilityai/stable-diffusion-2-base"  # the paper's headline model, 512 px, eps-prediction
 SD15_MODEL_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # the official code's `runwayml/...` id no longer exists
@@ -72,13 +75,26 @@ def preprocess_image(image: Any, resolution: int) -> torch.Tensor:
 
     img = _to_rgb(image)
     w, h = img.size
+    if min(w, h) < 1:
+        raise ValueError(f"an image of {w}x{h} pixels has nothing to classify; check the file or the array's shape.")
     scale = resolution / min(w, h)
     new_w, new_h = max(resolution, round(w * scale)), max(resolution, round(h * scale))
-    img = img.resize((new_w, new_h), Image.BICUBIC)
     left, top = (new_w - resolution) // 2, (new_h - resolution) // 2
-    img = img.crop((left, top, left + resolution, top + resolution))
+    if new_w * new_h > 4 * resolution**2:  # aspect ratio over 4:1: resample only the kept region, no huge intermediate
+        sx, sy = new_w / w, new_h / h
+        img = img.resize((resolution, resolution), Image.BICUBIC,
+                         box=(left / sx, top / sy, (left + resolution) / sx, (top + resolution) / sy))
+    else:
+        img = img.resize((new_w, new_h), Image.BICUBIC).crop((left, top, left + resolution, top + resolution))
     x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)  # (3, R, R) in [0, 1]
     return x * 2 - 1
+
+
+def _hub_offline() -> bool:
+    """Whether huggingface_hub runs offline (HF_HUB_OFFLINE=1): a missing model then means 'not cached'."""
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
 
 
 def _place(module: Any, device: torch.device, dtype: torch.dtype) -> Any:
@@ -96,7 +112,7 @@ class StableDiffusion:
                  prompts: Sequence[str] = (), *, device: str | torch.device | None = None,
                  dtype: str | torch.dtype | None = None, resolution: int | None = None,
                  prediction_type: str = "epsilon", channels_last: bool | None = None, encode_batch_size: int = 8) -> None:
-        self.device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = resolve_device(device)  # a clear error when the named GPU does not exist
         self.dtype = resolve_dtype(dtype, self.device)
         if prediction_type not in ("epsilon", "v_prediction"):
             raise ValueError(f"prediction_type {prediction_type!r} is not supported; use 'epsilon' or 'v_prediction'.")
@@ -129,7 +145,7 @@ class StableDiffusion:
         from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
         from transformers import CLIPTextModel, CLIPTokenizer
 
-        dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
         src, kw = str(model), {"revision": revision, "local_files_only": local_files_only}
         try:
@@ -139,8 +155,11 @@ class StableDiffusion:
             tokenizer = CLIPTokenizer.from_pretrained(src, subfolder="tokenizer", **kw)
             config = DDPMScheduler.load_config(src, subfolder="scheduler", **kw)
         except (OSError, ValueError) as err:
+            offline = "" if Path(src).exists() or not _hub_offline() else (
+                f"HF_HUB_OFFLINE is set and {src!r} is not in the local hub cache: download it once with network "
+                f"(`huggingface-cli download {src}`) or unset HF_HUB_OFFLINE. ")
             raise ValueError(
-                f"could not load a Stable Diffusion model from {src!r} ({type(err).__name__}: {str(err)[:300]}). Pass a hub "
+                f"could not load a Stable Diffusion model from {src!r} ({type(err).__name__}: {str(err)[:300]}). {offline}Pass a hub "
                 f"id such as {DEFAULT_MODEL_ID!r} or {SD15_MODEL_ID!r} (the old 'runwayml/stable-diffusion-v1-5' is gone), "
                 "or a folder with unet/, vae/, text_encoder/, tokenizer/ and scheduler/ (what save_pretrained writes)."
             ) from err
@@ -249,20 +268,27 @@ def _char_vocab(folder: Path) -> tuple[Path, Path]:
     return folder / "vocab.json", folder / "merges.txt"
 
 
+def char_tokenizer(model_max_length: int = 77) -> Any:
+    """A CLIPTokenizer over the character-level vocabulary above, built offline (tiny SD and tiny CLIP stand-ins)."""
+    import tempfile
+
+    from transformers import CLIPTokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return CLIPTokenizer(*map(str, _char_vocab(Path(tmp))), model_max_length=model_max_length)
+
+
 def build_tiny_sd(folder: str | Path, *, latent_size: int = 8, prediction_type: str = "epsilon", seed: int = 0) -> Path:
     """Build a tiny random-weight pipeline of SD's classes (UNet2DConditionModel, AutoencoderKL with 8x downsampling,
     CLIPTextModel + CLIPTokenizer, PNDM scheduler with SD's scaled_linear betas) and save it like a hub folder."""
-    import tempfile
-
     import diffusers
     from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel
 
     folder = Path(folder)
     torch.manual_seed(seed)
-    with tempfile.TemporaryDirectory() as tmp:
-        tokenizer = CLIPTokenizer(*map(str, _char_vocab(Path(tmp))), model_max_length=77)
-        tokenizer.save_pretrained(folder / "tokenizer")
+    tokenizer = char_tokenizer(77)
+    tokenizer.save_pretrained(folder / "tokenizer")
     text_encoder = CLIPTextModel(CLIPTextConfig(
         vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
         max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,

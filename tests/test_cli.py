@@ -118,3 +118,30 @@ def test_speed_benchmark_runs_in_tiny_mode(tmp_path, capsys):
     assert len({r["prediction"] for r in rows}) == 1  # same plan, same maths: the same answer as the official loop
     assert all(r["evals/s"] > 0 and r["TFLOP/s"] > 0 for r in rows) and report["matmul_peak_tflops"] > 0
     assert "best:" in capsys.readouterr().out
+
+
+def test_killed_run_resumes_to_the_uninterrupted_records(tiny, tmp_path):
+    """`diffclf evaluate` killed with SIGKILL after its first record, then rerun: the same bytes as one clean run."""
+    import signal
+    import time
+
+    args = ["evaluate", "--model", str(tiny), "--data", "synthetic", "--subset", "6", "--strategy", "exhaustive:4",
+            "--device", "cpu", "--dtype", "fp32", "--batch-size", "4", "--no-progress"]
+    assert main([*args, "--output", str(tmp_path / "clean")]) == 0
+    out = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "diffclf_lite.cli", *args, "--output", str(out)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not list((out / "records").glob("*.json")) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 1 <= len(list((out / "records").glob("*.json"))) < 6  # killed mid-run
+    rerun = _run(*args, "--output", str(out))
+    assert rerun.returncode == 0 and "6 images, accuracy" in rerun.stdout, rerun.stderr
+    clean = {p.name: p.read_bytes() for p in (tmp_path / "clean" / "records").glob("*.json")}
+    assert clean and clean == {p.name: p.read_bytes() for p in (out / "records").glob("*.json")}
+    assert (out / "records.jsonl").read_bytes() == (tmp_path / "clean" / "records.jsonl").read_bytes()
+    (out / "records.jsonl").unlink()
+    assert main(["merge", str(out)]) == 0 and (out / "records.jsonl").read_bytes() == (tmp_path / "clean" / "records.jsonl").read_bytes()

@@ -1,0 +1,179 @@
+"""Resumable, shardable evaluation records: one JSON file per image, written atomically, under a manifest of settings.
+
+Layout of an output folder:
+  manifest.json            the settings that decide the numbers (model, prompts, strategy, loss, seed, images ...)
+  records/000000042.json   one per image, named by its index in the dataset; exists only once complete
+  timing/rank0.jsonl       wall-clock seconds per image (append-only, informative: never part of a record)
+  records.jsonl, summary.json, results.csv   written by `merge` once every image has a record
+
+Why one file per image rather than one JSONL: a file appears through `os.replace` only after its bytes are on disk
+(fsync), so a run killed at any instant (SIGKILL, a dropped Colab session) leaves each record either complete or
+absent, never half-written; a rerun skips the indices that have a file. Shards (processes) write disjoint files, so
+they need no lock and no coordination, and the merge is a read of one folder.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+__all__ = ["MANIFEST", "atomic_write_text", "write_record", "done_indices", "read_records", "manifest_differences",
+           "open_output", "fingerprint_folder", "append_timing", "read_timing"]
+
+MANIFEST = "manifest.json"
+RECORDS = "records"
+# settings that may change between runs into the same folder without changing the maths (only the last float bits)
+SOFT_SETTINGS = ("batch_size", "images_per_call", "processes")
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write `text` to a temporary file in the same folder, fsync it, then os.replace it onto `path` (all or nothing)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable (power loss); not needed against a killed process
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+    return path
+
+
+def _record_path(folder: Path, index: int) -> Path:
+    return folder / RECORDS / f"{int(index):09d}.json"
+
+
+def write_record(folder: str | Path, record: dict) -> Path:
+    """One image's record -> records/<index>.json (sorted keys: the same record gives the same bytes)."""
+    return atomic_write_text(_record_path(Path(folder), record["index"]), json.dumps(record, sort_keys=True) + "\n")
+
+
+def done_indices(folder: str | Path) -> set[int]:
+    """Indices that already have a complete record (temporary files of a killed write are ignored)."""
+    d = Path(folder) / RECORDS
+    return {int(p.stem) for p in d.glob("*.json") if p.stem.isdigit()} if d.is_dir() else set()
+
+
+def read_records(folder: str | Path) -> dict[int, dict]:
+    """Every complete record of the folder, by index; ValueError naming a file that is not a valid record."""
+    out: dict[int, dict] = {}
+    for p in sorted((Path(folder) / RECORDS).glob("*.json")):
+        try:
+            rec = json.loads(p.read_text(encoding="utf-8"))
+            ok = isinstance(rec, dict) and int(rec["index"]) == int(p.stem)
+        except (ValueError, KeyError, TypeError) as err:
+            ok, rec = False, err
+        if not ok:
+            raise ValueError(f"{p} is not a valid record ({rec}); delete it and rerun the same command to recompute it.")
+        out[int(p.stem)] = rec
+    return out
+
+
+def _short(value: Any, width: int = 70) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def manifest_differences(stored: dict, current: dict) -> list[str]:
+    """'setting: folder has X, this run has Y' for each setting (other than the soft ones) that differs."""
+    keys = sorted((set(stored) | set(current)) - set(SOFT_SETTINGS))
+    return [f"{k}: the folder has {_short(stored.get(k))}, this run has {_short(current.get(k))}"
+            for k in keys if stored.get(k) != current.get(k)]
+
+
+def _clear(folder: Path) -> None:
+    """Remove what an earlier run wrote (only the files this module writes)."""
+    for sub in (RECORDS, "timing"):
+        d = folder / sub
+        if d.is_dir():
+            for p in d.iterdir():
+                if p.is_file():
+                    p.unlink()
+    for name in (MANIFEST, "records.jsonl", "summary.json", "results.csv"):
+        (folder / name).unlink(missing_ok=True)
+
+
+def _check(folder: Path, manifest: dict) -> None:
+    stored = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    diffs = manifest_differences(stored, manifest)
+    if diffs:
+        raise ValueError(f"{folder} holds records made with other settings; " + "; ".join(diffs[:4])
+                         + (f" (and {len(diffs) - 4} more)" if len(diffs) > 4 else "")
+                         + ". Use a new output folder, or --overwrite (overwrite=True) to discard the old records.")
+    soft = [k for k in SOFT_SETTINGS if k in stored and stored.get(k) != manifest.get(k)]
+    if soft:
+        print(f"note: {', '.join(f'{k} {stored[k]} -> {manifest.get(k)}' for k in soft)} since the records in {folder} "
+              "were started; the maths is the same, the last float bits of new records may differ.")
+
+
+def open_output(folder: str | Path, manifest: dict, *, overwrite: bool = False, is_main: bool = True,
+                barrier: Any = None) -> Path:
+    """Create or reuse an output folder for `manifest`; refuse (ValueError naming the settings) a folder made
+    with different settings. With several processes, only the main one writes; `barrier()` syncs them."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"output {folder} exists and is not a folder; choose another --output.")
+    json.dumps(manifest)  # a manifest must be plain JSON
+    if not overwrite and (folder / MANIFEST).exists():
+        _check(folder, manifest)
+    elif not overwrite and done_indices(folder):
+        raise ValueError(f"{folder} has records but no {MANIFEST}; use a new output folder or --overwrite.")
+    if is_main:
+        if overwrite:
+            _clear(folder)
+        for tmp in (folder / RECORDS).glob(".*.tmp") if (folder / RECORDS).is_dir() else ():
+            tmp.unlink(missing_ok=True)  # left by a write that was killed before its os.replace
+        if not (folder / MANIFEST).exists():
+            atomic_write_text(folder / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    if barrier is not None:
+        barrier()
+    _check(folder, manifest)
+    return folder
+
+
+def append_timing(folder: str | Path, rank: int, index: int, seconds: float) -> None:
+    """Wall-clock seconds of one image, appended to timing/rank<r>.jsonl (informative; a torn last line is skipped)."""
+    path = Path(folder) / "timing" / f"rank{int(rank)}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps({"index": int(index), "seconds": round(float(seconds), 6)}) + "\n")
+
+
+def read_timing(folder: str | Path) -> dict[int, float]:
+    """Seconds per index from every rank's timing file (the latest entry wins; unparsable torn lines are skipped)."""
+    out: dict[int, float] = {}
+    for p in sorted((Path(folder) / "timing").glob("rank*.jsonl")):
+        for line in p.read_text(encoding="utf-8").splitlines():
+            try:
+                entry = json.loads(line)
+                out[int(entry["index"])] = float(entry["seconds"])
+            except (ValueError, KeyError, TypeError):
+                continue
+    return out
+
+
+def fingerprint_folder(path: str | Path, patterns: Iterable[str] = ("*.json", "*.txt")) -> str:
+    """sha256 over every file's relative path and size, plus the full bytes of config files (cheap for GB weights)."""
+    root = Path(path)
+    h = hashlib.sha256()
+    for p in sorted(q for q in root.rglob("*") if q.is_file() and ".cache" not in q.parts):
+        rel = p.relative_to(root).as_posix()
+        h.update(f"{rel}\0{p.stat().st_size}\0".encode())
+        if any(p.match(pat) for pat in patterns):
+            h.update(p.read_bytes())
+    return h.hexdigest()[:16]
