@@ -33,13 +33,22 @@ unexport MPLBACKEND
 # Unit tests first, then every notebook in book/ executed by nbval with the venv's kernel.
 # One torch thread per process: the tests' tensors are tiny, and on a 2-core machine shared with a notebook kernel
 # or other jobs, torch's spinning worker threads made small ops up to 20x slower (measured).
+# Then the student versions of the chapters (exercise solutions replaced by stubs tagged raises-exception),
+# generated into $(STUDENT), outside book/, and executed by nbval the same way.
+# tests/test_book_pages.py (among the unit tests) builds the book in the smoke profile into _build/pagetest and
+# opens every page in headless Chromium; it leaves two screenshots in _build/screenshots/.
+STUDENT := _build/student
 test: venv
 	OMP_NUM_THREADS=1 DIFFCLF_PROFILE=smoke MPLBACKEND=Agg $(VENV)/bin/python -m pytest tests
 	OMP_NUM_THREADS=1 DIFFCLF_PROFILE=smoke $(VENV)/bin/python -m pytest --nbval-lax --nbval-kernel-name python3 book
+	$(VENV)/bin/python -m diffclf_lite.assignments --out $(STUDENT)
+	OMP_NUM_THREADS=1 DIFFCLF_PROFILE=smoke $(VENV)/bin/python -m pytest -p no:cacheprovider --nbval-lax --nbval-kernel-name python3 $(STUDENT)
 
-# Executes every chapter (execute_notebooks: force) and renders _build/html; any warning fails
-# the build (--keep-going only reports all of them before failing).
+# Generates the student notebooks (the teacher pages offer them for download), then executes every chapter
+# (execute_notebooks: force) and renders _build/html; any warning fails the build (--keep-going only reports
+# all of them before failing).
 book: venv
+	$(VENV)/bin/python -m diffclf_lite.assignments --out $(STUDENT)
 	DIFFCLF_PROFILE=cpu $(VENV)/bin/jupyter-book build . -W -n --keep-going
 
 clean:

@@ -1,0 +1,278 @@
+"""Course tooling for the book's notebooks: the Colab header, the chapter conventions, and student versions.
+
+    python -m diffclf_lite.assignments                      # student versions of book/*.ipynb -> _build/student
+    python -m diffclf_lite.assignments --check              # does every chapter follow the conventions?
+    python -m diffclf_lite.assignments --fix book/ch9.ipynb # write the Colab metadata and the pinned install cell
+
+The repository URL and the release the install cells pin live in ONE place, `_config.yml` (`repository.url`,
+`repository.install_pin`); `--fix` writes them into the notebooks and `--check` (run by the tests) compares.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import copy
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+PACKAGE = "diffclf-lite"
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+STUB = 'raise NotImplementedError("Exercise: replace this line with your solution")'
+COLAB_METADATA = {"accelerator": "GPU", "colab": {"gpuType": "T4", "provenance": []}}
+STUDENT_NOTE = ("> **Student version**, generated from the chapter by `python -m diffclf_lite.assignments`: each "
+                "exercise's code cell raises `NotImplementedError` until you replace that line with your solution. "
+                "The rest of the notebook runs as it is.")  # plain Markdown: Colab does not render MyST directives
+_INSTALL = '''# On Colab only: install diffclf-lite, pinned to a release (a local checkout already has it).
+import os, subprocess, sys
+if os.path.isdir("/content") and "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "{package}[{extras}] @ git+{url}@{pin}"], check=True)'''
+_EXTRAS = re.compile(re.escape(PACKAGE) + r"\[([a-z0-9_,-]+)\]")
+_ADMONITION = re.compile(r"^(:{3,}|`{3,})\{admonition\}\s*Needs and time\s*$(.*?)^\1\s*$", re.M | re.S | re.I)
+_DURATION = re.compile(r"\d\s*(s|seconds?|min|minutes?|h|hours?)\b|\bseconds\b|\bminutes?\b", re.I)
+_SOLUTION_FENCE = re.compile(r"^\s*(:{3,}|`{3,})\{solution\}")
+
+
+@dataclass(frozen=True)
+class Pin:
+    """Where the Colab install cells install from: the repository URL and a release tag or commit."""
+
+    url: str
+    pin: str
+
+
+def read_pin(root: Path | str = ".") -> Pin:
+    """The repository URL and install pin from `_config.yml`, the one place they are written."""
+    import yaml
+
+    path = Path(root) / "_config.yml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run from the repository root or pass --root")
+    repo = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("repository", {})
+    url, pin = repo.get("url"), repo.get("install_pin")
+    if not url or not pin:
+        raise ValueError(f"{path}: set both repository.url and repository.install_pin (a release tag or commit)")
+    return Pin(str(url).rstrip("/"), str(pin))
+
+
+def install_cell_source(pin: Pin, extras: str = "book") -> str:
+    """The first code cell of every chapter: a pip install of the pinned release, on Colab only."""
+    return _INSTALL.format(package=PACKAGE, extras=extras, url=pin.url, pin=pin.pin)
+
+
+def _code_cells(nb) -> list:
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+def _is_install_cell(cell) -> bool:
+    return cell.cell_type == "code" and "pip" in cell.source and PACKAGE in cell.source
+
+
+def normalise(nb, pin: Pin):
+    """Colab metadata requesting a GPU, the pinned install cell first, solution cells folded on the page."""
+    nb = copy.deepcopy(nb)
+    nb.metadata.update(copy.deepcopy(COLAB_METADATA))
+    code = _code_cells(nb)
+    if code and _is_install_cell(code[0]):
+        extras = _EXTRAS.search(code[0].source)
+        code[0].source = install_cell_source(pin, extras.group(1) if extras else "book")
+    else:
+        at = nb.cells.index(code[0]) if code else len(nb.cells)
+        nb.cells.insert(at, nbformat.v4.new_code_cell(install_cell_source(pin)))
+    for cell in _solution_cells(nb):
+        tags = cell.metadata.setdefault("tags", [])
+        if "hide-input" not in tags:
+            tags.append("hide-input")
+    return nb
+
+
+def _solution_cells(nb) -> list:
+    return [c for c in _code_cells(nb) if "solution" in c.metadata.get("tags", [])]
+
+
+def strip_solution(source: str) -> str:
+    """Replace every BEGIN/END SOLUTION block by a stub that raises, at the block's indentation."""
+    out, inside = [], False
+    for line in source.splitlines():
+        if line.strip() == BEGIN:
+            if inside:
+                raise ValueError(f"nested {BEGIN!r} in:\n{source}")
+            inside = True
+            out.append(line[: len(line) - len(line.lstrip())] + STUB)
+        elif line.strip() == END:
+            if not inside:
+                raise ValueError(f"{END!r} without {BEGIN!r} in:\n{source}")
+            inside = False
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise ValueError(f"{BEGIN!r} without {END!r} in:\n{source}")
+    return "\n".join(out)
+
+
+def strip_solution_directives(markdown: str) -> str:
+    """Drop sphinx-exercise `{solution}` blocks (the book's dropdown answers) from a Markdown cell."""
+    out, fence = [], None
+    for line in markdown.splitlines():
+        if fence is None and (m := _SOLUTION_FENCE.match(line)):
+            fence = m.group(1)
+        elif fence is not None:
+            s = line.strip()
+            if s and set(s) == {fence[0]} and len(s) >= len(fence):
+                fence = None
+        else:
+            out.append(line)
+    return "\n".join(out).strip("\n")
+
+
+def student_version(nb):
+    """The student notebook: solutions replaced by stubs tagged `raises-exception`, answers removed."""
+    problems = check_exercises(nb)
+    if problems:
+        raise ValueError("cannot make a student version: " + "; ".join(problems))
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if cell.cell_type == "code" and "solution" in tags:
+            cell.source = strip_solution(cell.source)
+            cell.metadata["tags"] = [t for t in tags if t not in ("solution", "hide-input")] + ["raises-exception"]
+        elif cell.cell_type == "markdown" and "{solution}" in cell.source:
+            cell.source = strip_solution_directives(cell.source)
+    nb.cells = [c for c in nb.cells if c.cell_type != "markdown" or c.source.strip()]
+    first_md = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), 0)
+    nb.cells.insert(first_md + 1, nbformat.v4.new_markdown_cell(STUDENT_NOTE))
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    return nb
+
+
+def _names(tree: ast.AST, ctx: type) -> set[str]:
+    found = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ctx)}
+    if ctx is ast.Store:
+        found |= {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+        found |= {(a.asname or a.name).split(".")[0] for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
+                  for a in n.names}
+    return found
+
+
+def _parse(source: str, what: str) -> ast.AST:
+    lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]  # IPython magics
+    try:
+        return ast.parse("\n".join(lines))
+    except SyntaxError as err:
+        raise ValueError(f"{what} is not valid Python: {err}") from err
+
+
+def check_exercises(nb) -> list[str]:
+    """Exercises for course use: a `{exercise}` directive and a `solution` cell whose answer can be removed."""
+    problems = []
+    if not any(c.cell_type == "markdown" and re.search(r"\{exercise\}", c.source) for c in nb.cells):
+        problems.append("no sphinx-exercise `{exercise}` directive in any Markdown cell")
+    solutions = _solution_cells(nb)
+    if not solutions:
+        problems.append(f"no code cell tagged `solution` (with {BEGIN!r} ... {END!r})")
+    only_in_solutions: set[str] = set()
+    for i, cell in enumerate(solutions):
+        if BEGIN not in cell.source or END not in cell.source:
+            problems.append(f"solution cell {i + 1} has no {BEGIN!r} ... {END!r} lines")
+            continue
+        try:
+            _parse(strip_solution(cell.source), f"solution cell {i + 1} with its solution removed")
+            only_in_solutions |= _names(_parse(cell.source, f"solution cell {i + 1}"), ast.Store)
+        except ValueError as err:
+            problems.append(str(err))
+    others = [c for c in _code_cells(nb) if c not in solutions]
+    for cell in others:
+        try:
+            only_in_solutions -= _names(_parse(cell.source, "a code cell"), ast.Store)
+        except ValueError:
+            pass  # not our convention to check; nbval reports broken cells
+    for cell in others:
+        try:
+            used = _names(_parse(cell.source, "a code cell"), ast.Load) & only_in_solutions
+        except ValueError:
+            continue
+        if used:
+            problems.append(f"a code cell uses {sorted(used)}, defined only in a solution cell (the student "
+                            "version would break): define them outside the solution")
+    return problems
+
+
+def check_notebook(nb, stem: str, pin: Pin) -> list[str]:
+    """Every convention of a chapter that a machine can check; an empty list means it complies."""
+    problems = []
+    meta = nb.metadata
+    if meta.get("accelerator") != "GPU" or not isinstance(meta.get("colab"), dict):
+        problems.append('notebook metadata lacks "accelerator": "GPU" and "colab" (Colab would not offer a GPU)')
+    code = _code_cells(nb)
+    extras = _EXTRAS.search(code[0].source) if code else None
+    expected = install_cell_source(pin, extras.group(1) if extras else "book")
+    if not code or code[0].source.strip() != expected:
+        problems.append(f"the first code cell is not the Colab-only install pinned to {pin.url}@{pin.pin}")
+    markdown = [c for c in nb.cells if c.cell_type == "markdown"]
+    found = _ADMONITION.search(markdown[0].source) if markdown else None
+    if not found:
+        problems.append("the first Markdown cell has no ':::{admonition} Needs and time' block")
+    else:
+        body = found.group(2)
+        for word in ("GPU", "T4", "cpu"):
+            if word not in body:
+                problems.append(f"the 'Needs and time' admonition does not mention {word!r}")
+        if not _DURATION.search(body):
+            problems.append("the 'Needs and time' admonition states no duration")
+    key = re.compile(r"""glue\(\s*["']""" + re.escape(stem) + r"""-results["']""")
+    if not any(key.search(c.source) for c in code):
+        problems.append(f'no glue("{stem}-results", <table>, display=False) for the results page')
+    return problems + check_exercises(nb)
+
+
+def _notebooks(root: Path, given: list[str]) -> list[Path]:
+    paths = [Path(p) for p in given] or sorted((root / "book").glob("*.ipynb"))
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"no such notebook(s): {missing}")
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m diffclf_lite.assignments", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("notebooks", nargs="*", help="chapter notebooks (default: book/*.ipynb)")
+    parser.add_argument("--root", default=".", help="repository root, where _config.yml is (default: .)")
+    parser.add_argument("--out", default="_build/student", help="folder for the student versions")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="report every chapter that breaks a convention")
+    mode.add_argument("--fix", action="store_true", help="write the Colab metadata and pinned install cell")
+    args = parser.parse_args(argv)
+    root = Path(args.root)
+    paths = _notebooks(root, args.notebooks)
+    if args.check or args.fix:
+        pin, failed = read_pin(root), 0
+        for path in paths:
+            nb = nbformat.read(path, as_version=4)
+            if args.fix:
+                nbformat.write(normalise(nb, pin), path)
+                nb = nbformat.read(path, as_version=4)
+            problems = check_notebook(nb, path.stem, pin)
+            failed += bool(problems)
+            print(f"{path}: " + ("ok" if not problems else "\n  - " + "\n  - ".join(problems)))
+        return 1 if failed else 0
+    out, failed = Path(args.out), 0
+    out.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        try:
+            nbformat.write(student_version(nbformat.read(path, as_version=4)), out / path.name)
+            print(f"{path} -> {out / path.name}")
+        except ValueError as err:
+            failed += 1
+            print(f"{path}: {err}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
