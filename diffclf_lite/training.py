@@ -22,9 +22,11 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["TrainConfig", "MODEL_PRESETS", "make_unet", "make_scheduler", "train", "TrainResult", "save_checkpoint",
-           "train_digits_model", "DIGITS_CONFIG", "digits_checkpoint", "cache_dir", "main"]
+           "train_digits_model", "DIGITS_CONFIG", "digits_checkpoint", "digits_checkpoint_path", "cache_dir",
+           "main"]
 
 TRAINING_FILE = "training.json"
+CHECKPOINT_FORMAT = 2  # part of digits_checkpoint's cache key: 2 = training.json holds the per-step losses
 SCHEDULES = ("linear", "squaredcos_cap_v2")
 
 # UNet2DModel sizes (DiT-style preset registry). Parameter counts are for 1 channel and 11 class embeddings.
@@ -180,13 +182,15 @@ def save_checkpoint(out_dir: str | Path, result: TrainResult) -> Path:
     make_scheduler(cfg.schedule, cfg.num_train_timesteps).save_pretrained(out)
     info = {"config": asdict(cfg), "num_classes": result.num_classes,
             "null_class": result.num_classes if cfg.label_dropout > 0 else None,
-            "final_loss": sum(result.losses[-50:]) / len(result.losses[-50:]), "seconds": result.seconds}
+            "final_loss": sum(result.losses[-50:]) / len(result.losses[-50:]), "seconds": result.seconds,
+            "losses": result.losses}
     (out / TRAINING_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
     return out
 
 
 def train_digits_model(out_dir: str | Path, steps: int = DIGITS_CONFIG.steps, seed: int = DIGITS_CONFIG.seed,
-                       preset: str = DIGITS_CONFIG.preset, progress: bool = True, **overrides: Any) -> TrainResult:
+                       preset: str = DIGITS_CONFIG.preset, progress: bool = True, device: str | torch.device = "cpu",
+                       **overrides: Any) -> TrainResult:
     """The chapter's digits checkpoint: train on the fixed digits split (diffclf_lite.digits) and save to out_dir."""
     from .digits import DIGITS_SPLIT_SEED, DIGITS_TEST_PER_CLASS, load_digits_split
 
@@ -194,7 +198,7 @@ def train_digits_model(out_dir: str | Path, steps: int = DIGITS_CONFIG.steps, se
     extra = {"data": "sklearn digits, 16x16", "split_seed": DIGITS_SPLIT_SEED, "test_per_class": DIGITS_TEST_PER_CLASS}
     cfg = TrainConfig(**{**asdict(DIGITS_CONFIG), "steps": steps, "seed": seed, "preset": preset, "extra": extra,
                          **overrides})
-    result = train(split.x_train, split.y_train, cfg, num_classes=10, progress=progress)
+    result = train(split.x_train, split.y_train, cfg, num_classes=10, device=device, progress=progress)
     save_checkpoint(out_dir, result)
     return result
 
@@ -204,25 +208,46 @@ def cache_dir() -> Path:
     return Path(os.environ.get("DIFFCLF_CACHE") or Path.home() / ".cache" / "diffclf-lite").expanduser()
 
 
+def _digits_settings(config: TrainConfig | None, steps: int, seed: int, preset: str,
+                     overrides: dict[str, Any]) -> dict[str, Any]:
+    """The settings that differ from DIGITS_CONFIG (a config, or steps/seed/preset plus overrides)."""
+    if config is not None:
+        if overrides:
+            raise ValueError(f"pass either config or keyword settings, not both (got {sorted(overrides)}).")
+        base, mine = asdict(DIGITS_CONFIG), asdict(config)
+        overrides = {k: v for k, v in mine.items() if k not in ("steps", "seed", "preset", "extra") and v != base[k]}
+        steps, seed, preset = config.steps, config.seed, config.preset
+    return {"steps": steps, "seed": seed, "preset": preset, **overrides}
+
+
+def digits_checkpoint_path(steps: int = DIGITS_CONFIG.steps, seed: int = DIGITS_CONFIG.seed,
+                           preset: str = DIGITS_CONFIG.preset, root: str | Path | None = None,
+                           config: TrainConfig | None = None, **overrides: Any) -> Path:
+    """Where digits_checkpoint keeps the checkpoint for these settings (it may not exist yet)."""
+    settings = _digits_settings(config, steps, seed, preset, overrides)
+    key = hashlib.sha256(json.dumps({**settings, "format": CHECKPOINT_FORMAT}, sort_keys=True).encode()).hexdigest()
+    base = Path(root).expanduser() if root is not None else cache_dir()
+    return base / f"digits-ddpm-{settings['preset']}-{settings['steps']}-{key[:12]}"
+
+
 def digits_checkpoint(steps: int = DIGITS_CONFIG.steps, seed: int = DIGITS_CONFIG.seed,
                       preset: str = DIGITS_CONFIG.preset, root: str | Path | None = None, progress: bool = True,
+                      config: TrainConfig | None = None, device: str | torch.device = "cpu",
                       **overrides: Any) -> Path:
     """The digits checkpoint folder for these settings, trained (train_digits_model) only if not already cached.
 
     Chapters and benchmarks that need a trained digits model share one copy instead of each training it again.
-    The folder name holds a hash of every setting, so different settings never share a folder; a checkpoint is
-    written into a temporary folder and renamed into place when complete, so an interrupted run leaves nothing
-    that a later call could mistake for a finished checkpoint.
+    Settings come as keywords or as a TrainConfig (`config`); the folder name holds a hash of every setting, so
+    different settings never share a folder. A checkpoint is written into a temporary folder and renamed into place
+    when complete, so an interrupted run leaves nothing that a later call could mistake for a finished checkpoint.
     """
-    settings = json.dumps({"steps": steps, "seed": seed, "preset": preset, **overrides}, sort_keys=True)
-    key = hashlib.sha256(settings.encode()).hexdigest()[:12]
-    base = Path(root).expanduser() if root is not None else cache_dir()
-    out = base / f"digits-ddpm-{preset}-{steps}-{key}"
+    out = digits_checkpoint_path(steps, seed, preset, root, config, **overrides)
     if (out / TRAINING_FILE).is_file():
         return out
-    base.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}-", dir=base) as tmp:
-        train_digits_model(Path(tmp) / "ckpt", steps, seed, preset, progress=progress, **overrides)
+    settings = _digits_settings(config, steps, seed, preset, overrides)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}-", dir=out.parent) as tmp:
+        train_digits_model(Path(tmp) / "ckpt", progress=progress, device=device, **settings)
         try:
             os.replace(Path(tmp) / "ckpt", out)
         except OSError:  # another process finished the same checkpoint first: keep theirs

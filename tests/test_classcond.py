@@ -163,7 +163,12 @@ def test_digits_checkpoint_is_trained_once_and_keyed_by_settings(tmp_path, monke
     assert first == again != other and len(calls) == 2  # the second call reused the cached folder
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.name, other.name])  # no temp folders left
     info = json.loads((first / "training.json").read_text())
-    assert info["config"]["steps"] == 2 and info["config"]["batch_size"] == 8
+    assert info["config"]["steps"] == 2 and info["config"]["batch_size"] == 8 and len(info["losses"]) == 2
+    same = TrainConfig(steps=2, preset="tiny", batch_size=8)  # the same settings as a config
+    assert training.digits_checkpoint(config=same, root=tmp_path) == first and len(calls) == 2
+    assert training.digits_checkpoint_path(config=same, root=tmp_path) == first
+    with pytest.raises(ValueError, match="either config or keyword"):
+        training.digits_checkpoint(config=same, root=tmp_path, batch_size=8)
     model = ClassConditionalUNet.from_pretrained(first)
     assert model.num_classes == 10
 
