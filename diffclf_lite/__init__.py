@@ -12,10 +12,11 @@ from .contract import EpsModel, check_model
 from .devices import resolve_device
 from .evaluate import merge
 from .gmm import GaussianMixture
-from .pruning import Racing, SuccessiveElimination, grid_order
+from .pruning import ProfiledRacing, Racing, SuccessiveElimination, grid_order, timestep_profile
 from .profiles import default_device, get_profile, pick
 from .schedule import alphas_cumprod_from_betas, beta_schedule, timestep_weights
-from .scoring import LOSSES, ClassificationResult, Plan, classify, evaluate_pairs, make_plan, timestep_grid
+from .scoring import (LOSSES, ClassificationResult, Plan, classify, evaluate_pairs, make_plan, replay,
+                      timestep_grid)
 from .strategies import PAPER_SCHEDULES, Exhaustive, Staged, weighted_mean
 from .training import TrainConfig, digits_checkpoint, train_digits_model
 from .winoground import winoground_scores
@@ -27,5 +28,6 @@ __all__ = [
     "Exhaustive", "Staged", "SuccessiveElimination", "Racing", "grid_order", "PAPER_SCHEDULES", "weighted_mean", "probabilities", "fit_temperature",
     "expected_calibration_error", "reliability_bins", "cross_fitted_ece", "get_profile", "pick", "default_device",
     "ClassConditionalUNet", "DiTClassifier", "TrainConfig", "train_digits_model", "digits_checkpoint", "resolve_device",
-    "merge", "CLIPClassifier", "evaluate_clip", "winoground_scores", "Candidates",
+    "merge", "CLIPClassifier", "evaluate_clip", "winoground_scores", "Candidates", "ProfiledRacing", "timestep_profile",
+    "replay",
 ]

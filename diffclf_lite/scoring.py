@@ -16,7 +16,7 @@ from .contract import check_model
 from .schedule import timestep_weights
 from .strategies import Exhaustive, Strategy, weighted_mean
 
-__all__ = ["Plan", "timestep_grid", "make_plan", "LOSSES", "evaluate_pairs", "classify", "ClassificationResult"]
+__all__ = ["Plan", "timestep_grid", "make_plan", "LOSSES", "evaluate_pairs", "classify", "ClassificationResult", "replay"]
 
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "l2": lambda pred, eps: (pred - eps).pow(2).flatten(1).mean(1),
@@ -193,19 +193,47 @@ def classify(
             f"{tuple(plan.noise.shape[1:])}) does not fit the strategy ({strategy.n_timesteps} timesteps) "
             f"and the encoded images {tuple(x0.shape[1:])}."
         )
-    weights = plan.weights.cpu()
-    errors = torch.full((N, len(plan), C), float("nan"), dtype=torch.float64)
-    state = strategy.start(N, C, weights, plan.n_trials)
+
+    def evaluate(idx: torch.Tensor) -> torch.Tensor:
+        dev_idx = idx.to(x0.device)
+        err = evaluate_pairs(model, x0, plan, dev_idx[:, 0], dev_idx[:, 1], dev_idx[:, 2], loss, batch_size, autocast_dtype)
+        return err.double().cpu()  # one transfer per round
+
+    return _run(strategy, evaluate, (N, len(plan), C), plan.timesteps.cpu(), plan.weights.cpu(), plan.n_trials)
+
+
+def _run(strategy: Strategy, evaluate: Callable[[torch.Tensor], torch.Tensor], shape: tuple[int, int, int],
+         timesteps: torch.Tensor, weights: torch.Tensor, n_trials: int) -> ClassificationResult:
+    """Drive a strategy: each round, `evaluate` returns the errors (P,) of the requested (sample, entry, class) triples."""
+    N, _, C = shape
+    errors = torch.full(shape, float("nan"), dtype=torch.float64)
+    state = strategy.start(N, C, weights, n_trials)
     while (request := state.next(errors)) is not None:
         idx = _pairs(*request)
         idx = idx[errors[idx[:, 0], idx[:, 1], idx[:, 2]].isnan()]  # never evaluate a pair twice
         if len(idx) == 0:
             continue
-        dev_idx = idx.to(x0.device)
-        err = evaluate_pairs(model, x0, plan, dev_idx[:, 0], dev_idx[:, 1], dev_idx[:, 2], loss, batch_size, autocast_dtype)
-        errors[idx[:, 0], idx[:, 1], idx[:, 2]] = err.double().cpu()  # one transfer per round
+        errors[idx[:, 0], idx[:, 1], idx[:, 2]] = evaluate(idx)
     mean_errors = weighted_mean(errors, weights.double())
     alive = state.alive.clone()
     prediction = mean_errors.nan_to_num(nan=float("inf")).masked_fill(~alive, float("inf")).argmin(1)
     nfe = (~errors.isnan()).flatten(1).sum(1)
-    return ClassificationResult(prediction, mean_errors, errors, nfe, alive, plan.timesteps.cpu(), weights)
+    return ClassificationResult(prediction, mean_errors, errors, nfe, alive, timesteps, weights)
+
+
+def replay(errors: torch.Tensor, strategy: Strategy, weights: torch.Tensor, timesteps: torch.Tensor | None = None,
+           n_trials: int = 1) -> ClassificationResult:
+    """Run `strategy` on precomputed errors (N, S, C) of a whole plan instead of a model: the same decisions and the
+    same NFE (counted pair by pair) as `classify` with a model that gives these errors. Exhaustive errors computed
+    once thus serve every strategy. `weights` (S,) are the plan's w_t (e.g. `make_plan(...).weights`)."""
+    errors = torch.as_tensor(errors, dtype=torch.float64).cpu()
+    if errors.ndim != 3 or bool(errors.isnan().any()):
+        raise ValueError(f"replay needs a complete error tensor (N, S, C) without NaN, got shape {tuple(errors.shape)}"
+                         f"{' with NaN' if errors.ndim == 3 else ''}; compute it with classify(model, x, Exhaustive(S)).")
+    N, S, C = errors.shape
+    weights = torch.as_tensor(weights).cpu()
+    if len(weights) != S or S != strategy.n_timesteps * n_trials:
+        raise ValueError(f"the errors hold {S} plan entries but the weights have {len(weights)} and the strategy needs "
+                         f"{strategy.n_timesteps} timesteps x {n_trials} noise draws; use the same plan for all three.")
+    timesteps = torch.full((S,), -1, dtype=torch.long) if timesteps is None else torch.as_tensor(timesteps).cpu()
+    return _run(strategy, lambda idx: errors[idx[:, 0], idx[:, 1], idx[:, 2]], (N, S, C), timesteps, weights, n_trials)

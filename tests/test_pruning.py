@@ -38,12 +38,18 @@ def test_elimination_drop_matches_scipy_paired_t_test():
     assert r.nfe.item() == 8 * C
 
 
-def test_pooled_test_uses_the_pooled_variance():
-    g = torch.Generator().manual_seed(1)
-    S, C, R = 10, 4, 3
+def noisy_offsets(seed, S, means, noise):
+    """Offsets (l2 error = offset^2) of len(means) classes on a grid of S timesteps: means + Gaussian noise."""
+    g = torch.Generator().manual_seed(seed)
     t = timestep_grid(S, 1000)
-    offsets = torch.zeros(1000, C, dtype=torch.float64)
-    offsets[t] = (torch.tensor([1.0, 1.01, 1.5, 1.12]) + 0.03 * torch.randn(S, C, generator=g)).double()
+    offsets = torch.zeros(1000, len(means), dtype=torch.float64)
+    offsets[t] = (torch.tensor(means) + noise * torch.randn(S, len(means), generator=g)).double()
+    return t, offsets
+
+
+def test_pooled_test_uses_the_pooled_variance():
+    S, C, R = 10, 4, 3
+    t, offsets = noisy_offsets(1, S, [1.0, 1.01, 1.5, 1.12], 0.03)
     r = classify(known_model(offsets), torch.zeros(1, 4),
                  SuccessiveElimination(S, min_rounds=R, max_rounds=R, order="sequential", pooled=True))
     e = (offsets[t[:R]] ** 2).numpy()
@@ -90,3 +96,96 @@ def test_bad_arguments():
         SuccessiveElimination(10, min_rounds=20)
     with pytest.raises(ValueError, match="p_value"):
         SuccessiveElimination(100, p_value=0)
+
+
+# --- replay and profiled racing ---------------------------------------------------------------------------------
+
+from diffclf_lite.pruning import ProfiledRacing, density_order, timestep_profile  # noqa: E402
+from diffclf_lite.scoring import replay  # noqa: E402
+from diffclf_lite.strategies import Staged  # noqa: E402
+
+
+def test_replay_gives_the_live_decisions_and_nfe():
+    """Strategies replayed on exhaustive errors decide exactly as when they call the model themselves."""
+    gmm = GaussianMixture.random(10, 8, separation=1.0, seed=2, class_specific_variance=True)
+    x, _ = gmm.sample(3, seed=3)
+    ex = classify(gmm, x, Exhaustive(100), batch_size=65536, seed=4)
+    profile = timestep_profile(classify(gmm, gmm.sample(1, seed=5)[0], Exhaustive(100), seed=6).errors)
+    for strategy in (Exhaustive(100), Staged([10, 100], [5, 1]), SuccessiveElimination(100), Racing(100),
+                     ProfiledRacing(100), ProfiledRacing(100, profile)):
+        live = classify(gmm, x, strategy, batch_size=65536, seed=4)
+        again = replay(ex.errors, strategy, ex.weights, ex.timesteps)
+        assert torch.equal(live.prediction, again.prediction) and torch.equal(live.nfe, again.nfe), strategy
+        assert torch.equal(live.alive, again.alive) and torch.equal(live.errors.isnan(), again.errors.isnan())
+        assert torch.allclose(live.mean_errors, again.mean_errors, equal_nan=True)
+    assert live.nfe.double().mean() < ex.nfe.double().mean() / 3  # and the profiled run really saved evaluations
+
+
+def test_replay_rejects_incomplete_or_mismatched_errors():
+    e = torch.rand(2, 10, 3, dtype=torch.float64)
+    with pytest.raises(ValueError, match="plan entries"):
+        replay(e, Exhaustive(12), torch.ones(10))
+    e[0, 1, 2] = float("nan")
+    with pytest.raises(ValueError, match="complete error tensor"):
+        replay(e, Exhaustive(10), torch.ones(10))
+
+
+def test_profile_finds_where_differences_vary_and_the_order_follows_it():
+    g = torch.Generator().manual_seed(0)
+    S = 200
+    scale = torch.zeros(S, dtype=torch.float64)
+    scale[40:80] = 1.0  # paired differences vary only between entries 40 and 80
+    errors = torch.rand(4, S, 1, generator=g, dtype=torch.float64).expand(-1, -1, 3).clone()
+    errors[:, :, 1:] += 2 + scale[None, :, None] * torch.randn(4, S, 2, generator=g, dtype=torch.float64)
+    prof = timestep_profile(errors, smooth=2)
+    assert prof.argmax().item() in range(40, 80) and prof[:30].max() < 0.05 and prof[90:].max() < 0.05
+    order = density_order(prof, floor=0.1)
+    assert sorted(order.tolist()) == list(range(S))
+    first = order[:60]  # density 1 inside, 0.1 outside: 40 / (40 + 16) of the early visits fall inside
+    inside = ((first >= 40) & (first < 80)).double().mean().item()
+    assert 0.6 < inside < 0.85, inside
+    assert ((first < 40).any() and (first >= 80).any())  # the floor: no region is skipped
+    with pytest.raises(ValueError, match="floor"):
+        density_order(prof, floor=0)
+    with pytest.raises(ValueError, match="Exhaustive"):
+        timestep_profile(torch.rand(3, 5))
+
+
+def test_profiled_racing_tests_the_grid_mean_with_nearest_entry_weights():
+    """One drop decision recomputed by hand: nearest-entry weights, pooled local variances, (A)(R - 1) df."""
+    S, C, R = 16, 4, 4
+    t, offsets = noisy_offsets(3, S, [1.0, 1.02, 1.4, 1.15], 0.04)
+    s = ProfiledRacing(S, min_rounds=R, max_rounds=R, p_value=2e-3)
+    r = classify(known_model(offsets), torch.zeros(1, 4), s)
+    rows = sorted(s.order[:R].tolist())  # stratified: 0, 4, 8, 12
+    e = (offsets[t[rows]] ** 2).numpy()
+    cell = np.array([2, 4, 4, 6])  # grid entries nearest to 0, 4, 8, 12 (ties go right)
+    assert rows == [0, 4, 8, 12]
+    d = e[:, 1:] - e[:, :1]  # class 0 is best
+    dm = (cell[:, None] / S * d).sum(0)
+    step = np.diff(d, axis=0) ** 2 / 2
+    local = np.concatenate([step[:1], (step[1:] + step[:-1]) / 2, step[-1:]]).mean(1)  # pooled over rivals
+    var = (local * ((cell - 1) + (cell - 1) ** 2)).sum() / S**2
+    p = stats.t.sf(dm / np.sqrt(var), df=(C - 1) * (R - 1))
+    assert r.alive[0].tolist() == [True] + (p >= 2e-3).tolist()
+    assert 0 < (p < 2e-3).sum() < C - 1
+
+
+def test_profiled_racing_ends_at_the_exhaustive_decision():
+    """A near tie races over the whole grid; then the estimate is the exhaustive mean, known exactly, and decides."""
+    g = torch.Generator().manual_seed(4)
+    S = 60
+    t = timestep_grid(S, 1000)
+    offsets = torch.zeros(1000, 3, dtype=torch.float64)
+    base = 1 + 0.05 * torch.randn(S, generator=g, dtype=torch.float64)
+    offsets[t] = torch.stack([base, base + 2e-4 + 0.01 * torch.randn(S, generator=g, dtype=torch.float64), base + 1], 1)
+    for sign in (1, -1):  # the tie goes either way: the winner is exhaustive's
+        off = offsets.clone()
+        off[t, 1] = base + sign * (off[t, 1] - base)
+        ex = classify(known_model(off), torch.zeros(1, 4), Exhaustive(S))
+        r = classify(known_model(off), torch.zeros(1, 4), ProfiledRacing(S))
+        assert (~r.errors.isnan()).any(2).sum().item() >= S - 5  # raced over (nearly) the whole grid
+        assert r.alive[0].sum() == 1 and r.prediction.item() == ex.prediction.item()
+        assert r.nfe.item() < 2 * S + 3 * 3  # the far class went after the first test rounds
+    with pytest.raises(ValueError, match="profile has 5 entries"):
+        ProfiledRacing(60, torch.ones(5))
