@@ -292,15 +292,11 @@ def test_clip_scores_are_cosines(clip, tmp_path):
 
 
 def test_unreadable_images_and_time_budget_are_recorded_like_evaluate(clip, shapes):
-    from diffclf_lite import datasets
-
-    unreadable = getattr(datasets, "UnreadableImage", None)
-    if unreadable is None:
-        pytest.skip("this datasets.py has no UnreadableImage")
+    from diffclf_lite.datasets import UnreadableImage
 
     def get(i):
         if i == 2:
-            raise unreadable("broken.png: cannot be decoded", label=shapes[i][1])
+            raise UnreadableImage("broken.png: cannot be decoded", label=shapes[i][1])
         return shapes[i]
 
     ev = evaluate_clip(clip, ImageDataset("broken", shapes.classes, get, len(shapes)), class_prompts(shapes.classes),
