@@ -118,9 +118,11 @@ def _read_folder(folder: Path) -> list[WinogroundExample]:
                                               lambda pair=pair: (image(pair[0]), image(pair[1]))))
     if not examples:
         raise ValueError(f"{jsonl}: no examples.")
-    absent = [n for n in wanted if zf and n not in names]  # a truncated download fails here, not mid-run
+    # a truncated download or a missing file fails here, not in the middle of a long scoring run
+    absent = [n for n in wanted if (n not in names if zf else not (loose / f"{n}.png").is_file())]
     if absent:
-        raise ValueError(f"{archive}: images named in examples.jsonl are missing, e.g. {absent[:3]}; download it again.")
+        raise ValueError(f"{archive if zf else loose}: images named in examples.jsonl are missing, e.g. {absent[:3]}; "
+                         "download it again.")
     return examples
 
 
@@ -219,6 +221,8 @@ def diffusion_scores(model: Any, examples: Sequence[WinogroundExample], n_timest
 
     from .scoring import evaluate_pairs, make_plan
 
+    if not examples:
+        raise ValueError("no Winoground examples given.")
     if not hasattr(model, "set_prompts"):
         raise ValueError(f"{type(model).__name__} has no set_prompts: Winoground needs a text-conditional model (e.g. StableDiffusion).")
     out, bar, began = [], tqdm(total=len(examples), desc="Winoground", unit="ex", disable=not progress), time.perf_counter()

@@ -231,6 +231,28 @@ def test_synthetic_set_is_in_the_hub_layout_and_loads_back(tmp_path):
         load_winoground(folder)
 
 
+def test_a_loose_images_folder_with_a_missing_file_fails_at_load_time(tmp_path):
+    import zipfile
+
+    folder = synthetic_winoground(tmp_path / "w", n_examples=2, size=32) / "data"
+    with zipfile.ZipFile(folder / "images.zip") as zf:  # the same set, unpacked into images/<name>.png
+        zf.extractall(folder / "unpacked")
+    (folder / "images.zip").unlink()
+    pngs = sorted((folder / "unpacked").rglob("*.png"))
+    (folder / "images").mkdir()
+    for png in pngs:
+        png.rename(folder / "images" / png.name)
+    assert len(load_winoground(folder.parent)) == 2
+    (folder / "images" / pngs[-1].name).unlink()
+    with pytest.raises(ValueError, match=f"missing, e.g. \\['{pngs[-1].stem}'\\]"):
+        load_winoground(folder.parent)
+
+
+def test_diffusion_scores_of_no_examples_is_a_clear_error():
+    with pytest.raises(ValueError, match="no Winoground examples"):
+        diffusion_scores(object(), [])
+
+
 def test_hub_failure_explains_the_licence_and_login(tmp_path, monkeypatch):
     import huggingface_hub.constants
 
