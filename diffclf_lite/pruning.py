@@ -69,8 +69,8 @@ class SuccessiveElimination:
 class Racing(SuccessiveElimination):
     """Ours: successive elimination tuned to what the paired errors look like (argued in the pruning chapter).
 
-    - `pooled`: the rivals of a sample share one variance of paired differences, so the test has (A - 1)(R - 1)
-      degrees of freedom and can drop hopeless classes from round 2 on, instead of a floor of 20 rounds per class;
+    - `pooled`: the rivals of a sample share one variance of paired differences, so with A rivals after R rounds
+      the test has A(R - 1) degrees of freedom and can drop hopeless classes from round 2 on, instead of a floor of 20 rounds per class;
       a close rival has a smaller variance than the pool, so for the classes that matter the test is conservative.
     - `order="stratified"`: every prefix of rounds spreads evenly over t.
     - `max_rounds` (default: the whole grid) caps near ties; measured, a cap of 100 rounds cut NFE by a third but
@@ -198,7 +198,7 @@ class _EliminationState:
         R = d.shape[1]
         dm, var = d.mean(1), d.var(1)  # (n, A)
         df = torch.full_like(dm, R - 1.0)
-        if self.s.pooled:  # one variance for all rivals of a sample: (A - 1)(R - 1) degrees of freedom
+        if self.s.pooled:  # one variance for all A rivals of a sample: A(R - 1) degrees of freedom
             rivals = alive.clone().scatter_(1, best[:, None], False)
             A = rivals.sum(1, keepdim=True).clamp(min=1)
             var = (var.nan_to_num(0.0) * rivals).sum(1, keepdim=True).div(A).expand_as(var)
