@@ -57,9 +57,10 @@ def load_sd_pipeline(model: str | Path, device: str | torch.device | None = None
     """diffusers' StableDiffusionPipeline from a hub id or folder, without safety checker, progress bars off."""
     from diffusers import StableDiffusionPipeline  # lazy: the `sd` extra
 
+    from .devices import resolve_device
     from .sd import resolve_dtype
 
-    dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = resolve_device(device)  # a clear error when the named GPU does not exist
     pipe = StableDiffusionPipeline.from_pretrained(str(model), torch_dtype=resolve_dtype(dtype, dev),
                                                    safety_checker=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)

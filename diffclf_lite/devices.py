@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import torch
 
+from .profiles import default_device
+
 __all__ = ["resolve_device"]
 
 
 def resolve_device(spec: str | torch.device | None = None) -> torch.device:
     """None -> cuda when available, else cpu; otherwise the named device, or ValueError saying what to do instead."""
     if spec is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return default_device()
     name = str(spec).strip().lower()
     try:
         dev = torch.device("cuda" if name == "gpu" else name)
