@@ -14,16 +14,15 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from . import datasets as _datasets
+from .datasets import UnreadableImage
 from .devices import resolve_device
-from .evaluate import Evaluation
+from .evaluate import Evaluation, _record
 from .prompts import PromptSet
 from .sd import _to_rgb, char_tokenizer, resolve_dtype
 
 __all__ = ["CLIP_L14", "OPENCLIP_H14", "CLIPClassifier", "ensemble_embeddings", "evaluate_clip", "compare",
            "build_tiny_clip"]
 
-UNREADABLE = getattr(_datasets, "UnreadableImage", ())  # an image the dataset cannot read (newer datasets.py)
 CLIP_L14 = "openai/clip-vit-large-patch14"  # CLIP ViT-L/14 (Li et al. Table 3)
 OPENCLIP_H14 = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"  # OpenCLIP ViT-H/14 (Li et al. Tables 1 and 3)
 
@@ -132,7 +131,7 @@ def _read(dataset: Any, i: int) -> tuple[int, Any, int, str | None]:
     try:
         image, label = dataset[i]
         return i, image, int(label), None
-    except UNREADABLE as err:
+    except UnreadableImage as err:
         return i, None, int(err.label), str(err)
 
 
@@ -169,11 +168,8 @@ def evaluate_clip(clip: CLIPClassifier, dataset: Any, prompts: PromptSet, *, bat
             image = clip.embed_images(images, batch_size)  # (B, D)
             class_err, prompt_err = 1 - image @ classes.T, 1 - image @ text.T  # (B, C), (B, P)
             for k, (i, lbl, pred) in enumerate(zip(positions, labels, class_err.argmin(1).tolist())):
-                rec = {"index": source(i), "label": lbl, "prediction": int(pred), "correct": bool(pred == lbl), "nfe": 1,
-                       "class_errors": class_err[k].tolist()}
-                if not prompts.one_prompt_per_class:
-                    rec["prompt_errors"] = prompt_err[k].tolist()
-                new.append(rec)
+                new.append(_record(source(i), lbl, pred, 1, class_err[k],
+                                   None if prompts.one_prompt_per_class else prompt_err[k]))
         seconds = (time.perf_counter() - t0) / (len(images) + len(unreadable))
         records += [{**r, "seconds": seconds} for r in sorted(new + unreadable, key=lambda r: r["index"])]
         bar.update(len(images) + len(unreadable))
