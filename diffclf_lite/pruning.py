@@ -9,7 +9,12 @@ model) and tests the *grid* mean that exhaustive evaluation would compute, not a
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
+
+from diffclf_lite.calibration import fit_temperature
+from diffclf_lite.strategies import weighted_mean
 
 __all__ = ["SuccessiveElimination", "Racing", "ProfiledRacing", "grid_order", "timestep_profile", "density_order"]
 
@@ -105,11 +110,14 @@ def timestep_profile(errors: torch.Tensor, smooth: int = 5) -> torch.Tensor:
 
 def density_order(profile: torch.Tensor, floor: float = 0.1) -> torch.Tensor:
     """A visiting order of the grid whose every prefix is spread with density ~ max(profile, floor * max): the
-    van der Corput sequence pushed through the inverse CDF of that density, first visits kept, the rest appended."""
+    van der Corput sequence pushed through the inverse CDF of that density, first visits kept, the rest appended.
+    A profile of zeros (differences that never vary) gives the plain stratified order."""
     profile = torch.as_tensor(profile, dtype=torch.float64)
-    if profile.ndim != 1 or not bool((profile >= 0).all()) or not float(profile.max()) > 0 or not 0 < floor <= 1:
-        raise ValueError("density_order needs a non-negative profile (S,) with a positive maximum and 0 < floor <= 1 "
+    if profile.ndim != 1 or len(profile) == 0 or not bool((profile >= 0).all()) or not 0 < floor <= 1:
+        raise ValueError("density_order needs a non-negative profile (S,) and 0 < floor <= 1 "
                          f"(got shape {tuple(profile.shape)}, floor {floor}).")
+    if not float(profile.max()) > 0:
+        return grid_order(len(profile), "stratified")
     q = profile.clamp(min=floor * float(profile.max()))
     cdf = torch.cumsum(q, 0) / q.sum()
     K = 1 << max(12, (len(q) * 64 - 1).bit_length())
@@ -135,13 +143,24 @@ class ProfiledRacing(SuccessiveElimination):
     its variance from local (successive) differences, with each visited entry known exactly: as the visited entries
     fill the informative part of the grid, the uncertainty about the exhaustive decision goes to zero.
 
+    (4) `indifference` delta (in units of the mean error, default 0) stops racing a rival once it is confidently
+    no more than delta *better* than the leader (the indifference zone of ranking and selection): the test asks
+    whether the grid mean difference exceeds -delta instead of 0. Near ties, which would otherwise race through the
+    whole grid, end early, and the class chosen is within delta of exhaustive evaluation's choice. `calibrated`
+    sets delta to `tolerance` times the temperature fitted on labelled calibration images: picking a class within
+    delta of the best one then costs at most tanh(tolerance / 2) of expected accuracy on that image.
+
     Without a profile the order is stratified (uniform density). Measure a profile with `timestep_profile` on the
-    exhaustive errors of a few calibration images, never on the test images.
+    exhaustive errors of a few calibration images, never on the test images (or let `calibrated` do both).
     """
 
     def __init__(self, n_timesteps: int = 1000, profile: torch.Tensor | None = None, floor: float = 0.1,
-                 min_rounds: int = 3, p_value: float = 5e-4, max_rounds: int | None = None) -> None:
+                 min_rounds: int = 3, p_value: float = 5e-4, max_rounds: int | None = None,
+                 indifference: float = 0.0) -> None:
         super().__init__(n_timesteps, min_rounds, p_value, max_rounds, "stratified", 0, pooled=True)
+        if not indifference >= 0:
+            raise ValueError(f"indifference must be >= 0 (a difference of mean errors), got {indifference}.")
+        self.indifference = float(indifference)
         if profile is not None:
             if len(profile) != n_timesteps:
                 raise ValueError(f"the profile has {len(profile)} entries but the grid has {n_timesteps} timesteps; "
@@ -149,12 +168,34 @@ class ProfiledRacing(SuccessiveElimination):
             self.order = density_order(profile, floor)[: self.max_rounds]
             self._order_name = f"profile, floor {floor}"
 
+    @classmethod
+    def calibrated(cls, errors: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None,
+                   tolerance: float = 0.25, **kwargs) -> "ProfiledRacing":
+        """Profiled racing set up from the exhaustive errors (N, S, C) of labelled calibration images (never the
+        test images): the profile from `timestep_profile`, the indifference zone `tolerance` x the temperature that
+        `fit_temperature` finds for their mean errors (plan weights `weights`, default uniform). Calibration images
+        the model separates perfectly give a temperature near 0, hence no indifference zone: the safe side."""
+        errors = torch.as_tensor(errors, dtype=torch.float64)
+        profile = timestep_profile(errors)  # checks the shape and NaN
+        if not tolerance >= 0:
+            raise ValueError(f"tolerance must be >= 0 (a multiple of the fitted temperature), got {tolerance}.")
+        weights = torch.ones(errors.shape[1], dtype=torch.float64) if weights is None else torch.as_tensor(weights)
+        if weights.shape != (errors.shape[1],):
+            raise ValueError(f"weights must have one entry per plan entry ({errors.shape[1]}), got {tuple(weights.shape)}.")
+        with warnings.catch_warnings():  # perfectly separated calibration images: a tiny temperature is the answer
+            warnings.simplefilter("ignore")
+            temperature = fit_temperature(weighted_mean(errors, weights), labels)
+        strategy = cls(errors.shape[1], profile, indifference=tolerance * temperature, **kwargs)
+        strategy.temperature = temperature
+        return strategy
+
     def start(self, n_samples: int, n_classes: int, weights: torch.Tensor, n_trials: int = 1) -> "_ProfiledState":
         return _ProfiledState(self, n_samples, n_classes, weights, n_trials)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(n_timesteps={self.n_timesteps}, min_rounds={self.min_rounds}, "
-                f"p_value={self.p_value}, max_rounds={self.max_rounds}, order={self._order_name!r})")
+                f"p_value={self.p_value}, max_rounds={self.max_rounds}, order={self._order_name!r}, "
+                f"indifference={self.indifference:.3g})")
 
 
 def _t_stat(mean: torch.Tensor, sd: torch.Tensor) -> torch.Tensor:
@@ -241,4 +282,5 @@ class _ProfiledState(_EliminationState):
         # an unvisited entry of cell i is estimated by entry i: its own noise plus entry i's, shared by the cell
         var = (local * ((cell - 1) + (cell - 1) ** 2)).sum(1, keepdim=True) / G**2  # (n, 1)
         df = (A * (R - 1.0))[:, None].expand_as(dm)
-        return _t_stat(dm, var.sqrt().expand_as(dm)), df, best
+        # H0 "the rival beats the leader by delta or more": t for the grid mean difference dm against -delta
+        return _t_stat(dm + self.s.indifference, var.sqrt().expand_as(dm)), df, best

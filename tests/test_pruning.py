@@ -1,4 +1,6 @@
 """Successive elimination (Clark & Jaini) and our pooled racing: the statistics, checked against scipy."""
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -151,11 +153,13 @@ def test_profile_finds_where_differences_vary_and_the_order_follows_it():
         timestep_profile(torch.rand(3, 5))
 
 
-def test_profiled_racing_tests_the_grid_mean_with_nearest_entry_weights():
-    """One drop decision recomputed by hand: nearest-entry weights, pooled local variances, (A)(R - 1) df."""
+@pytest.mark.parametrize("indifference", [0.0, 0.05])
+def test_profiled_racing_tests_the_grid_mean_with_nearest_entry_weights(indifference):
+    """One drop decision recomputed by hand: nearest-entry weights, pooled local variances, (A)(R - 1) df, and the
+    indifference zone shifting the null hypothesis from 'no worse' to 'no more than delta better'."""
     S, C, R = 16, 4, 4
     t, offsets = noisy_offsets(3, S, [1.0, 1.02, 1.4, 1.15], 0.04)
-    s = ProfiledRacing(S, min_rounds=R, max_rounds=R, p_value=2e-3)
+    s = ProfiledRacing(S, min_rounds=R, max_rounds=R, p_value=2e-3, indifference=indifference)
     r = classify(known_model(offsets), torch.zeros(1, 4), s)
     rows = sorted(s.order[:R].tolist())  # stratified: 0, 4, 8, 12
     e = (offsets[t[rows]] ** 2).numpy()
@@ -166,9 +170,12 @@ def test_profiled_racing_tests_the_grid_mean_with_nearest_entry_weights():
     step = np.diff(d, axis=0) ** 2 / 2
     local = np.concatenate([step[:1], (step[1:] + step[:-1]) / 2, step[-1:]]).mean(1)  # pooled over rivals
     var = (local * ((cell - 1) + (cell - 1) ** 2)).sum() / S**2
-    p = stats.t.sf(dm / np.sqrt(var), df=(C - 1) * (R - 1))
+    p = stats.t.sf((dm + indifference) / np.sqrt(var), df=(C - 1) * (R - 1))
     assert r.alive[0].tolist() == [True] + (p >= 2e-3).tolist()
-    assert 0 < (p < 2e-3).sum() < C - 1
+    p_no_zone = stats.t.sf(dm / np.sqrt(var), df=(C - 1) * (R - 1))
+    assert 0 < (p_no_zone < 2e-3).sum() < C - 1  # without a zone the close rival stays
+    if indifference:
+        assert (p < 2e-3).all()  # within the zone it goes too
 
 
 def test_profiled_racing_ends_at_the_exhaustive_decision():
@@ -189,3 +196,66 @@ def test_profiled_racing_ends_at_the_exhaustive_decision():
         assert r.nfe.item() < 2 * S + 3 * 3  # the far class went after the first test rounds
     with pytest.raises(ValueError, match="profile has 5 entries"):
         ProfiledRacing(60, torch.ones(5))
+
+
+def near_tie(seed=4, S=60, gap=2e-4):
+    """Two classes tied within `gap` (offsets; l2 error = offset^2), their differences noisy, and a far third."""
+    g = torch.Generator().manual_seed(seed)
+    t = timestep_grid(S, 1000)
+    offsets = torch.zeros(1000, 3, dtype=torch.float64)
+    base = 1 + 0.05 * torch.randn(S, generator=g, dtype=torch.float64)
+    offsets[t] = torch.stack([base, base + gap + 0.01 * torch.randn(S, generator=g, dtype=torch.float64), base + 1], 1)
+    return offsets
+
+
+def test_the_indifference_zone_ends_a_near_tie_early_within_delta():
+    S = 60
+    model = known_model(near_tie(S=S))
+    ex = classify(model, torch.zeros(1, 4), Exhaustive(S))
+    gap = (ex.mean_errors[0, 1] - ex.mean_errors[0, 0]).abs().item()
+    plain = classify(model, torch.zeros(1, 4), ProfiledRacing(S))
+    delta = 0.01  # paired differences vary by ~0.02 per entry: the zone is about the noise of 4 entries' mean
+    assert gap < delta
+    zone = classify(model, torch.zeros(1, 4), ProfiledRacing(S, indifference=delta))
+    assert zone.alive[0].sum() == 1 and zone.nfe.item() < plain.nfe.item() / 2
+    assert ex.mean_errors[0, zone.prediction.item()].item() <= ex.mean_errors[0].min().item() + delta
+    # identical classes are within any zone: decided at the first test instead of racing to the end
+    same = classify(known_model(torch.ones(1000, 3, dtype=torch.float64)), torch.zeros(1, 4),
+                    ProfiledRacing(S, min_rounds=3, indifference=1e-9))
+    assert same.alive[0].sum() == 1 and same.nfe.item() == 3 * 3
+    # a rival better than the leader by more than the zone is never dropped on the zone's account
+    far = near_tie(S=S, gap=-0.05)  # class 1 better by ~0.1 in l2 error
+    r = classify(known_model(far), torch.zeros(1, 4), ProfiledRacing(S, indifference=0.02))
+    assert r.prediction.item() == 1
+    with pytest.raises(ValueError, match="indifference"):
+        ProfiledRacing(S, indifference=-1.0)
+
+
+def test_calibrated_takes_profile_and_temperature_from_labelled_calibration_errors():
+    from diffclf_lite import fit_temperature
+
+    gmm = GaussianMixture.random(4, 2, separation=0.5, seed=1)
+    x, y = gmm.sample(10, seed=2)
+    errors = classify(gmm, x, Exhaustive(40), seed=3).errors
+    s = ProfiledRacing.calibrated(errors, y, tolerance=0.3)
+    temperature = fit_temperature(errors.mean(1), y)
+    assert s.temperature == pytest.approx(temperature) and s.indifference == pytest.approx(0.3 * temperature)
+    assert torch.equal(s.order, density_order(timestep_profile(errors), 0.1))
+    weights = torch.linspace(1, 2, 40, dtype=torch.float64)  # the zone is in units of the weighted mean error
+    weighted = ProfiledRacing.calibrated(errors, y, weights, tolerance=1.0)
+    assert weighted.temperature == pytest.approx(fit_temperature((errors * weights[:, None]).sum(1) / weights.sum(), y))
+    with pytest.raises(ValueError, match="tolerance"):
+        ProfiledRacing.calibrated(errors, y, tolerance=-0.1)
+    with pytest.raises(ValueError, match="weights"):
+        ProfiledRacing.calibrated(errors, y, torch.ones(3))
+    # calibration images separated perfectly: a temperature near 0, hence no zone to speak of, and no warning
+    separated = torch.rand(4, 40, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    separated[:2, :, 1] += 2.0
+    separated[2:, :, 0] += 2.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        zone = ProfiledRacing.calibrated(separated, torch.tensor([0, 0, 1, 1])).indifference
+    gaps = (separated.mean(1)[:, 0] - separated.mean(1)[:, 1]).abs()  # about 2
+    assert zone < 1e-3 * gaps.min().item()
+    assert torch.equal(density_order(torch.zeros(16)), grid_order(16, "stratified"))  # no variation: uniform
+
