@@ -18,9 +18,29 @@ def test_pruning_benchmark_prints_every_strategy(capsys):
     load("pruning").main(["--problems", "gmm10", "--points", "8"])
     out = capsys.readouterr().out
     for label in ("exhaustive", "staged (cifar10)", "successive elimination (C&J)", "racing (ours)", "racing, cap 100 rounds",
-                  "profiled racing (ours)"):
-        assert f"gmm10      500 {label:32s}" in out
-    assert "racing (ours) on gmm10:" in out and "profiled racing (ours) on gmm10:" in out
+                  "profiled racing (ours)", "profiled racing, zone (ours)"):
+        assert f"gmm10       0   500 {label:32s}" in out
+    assert "racing (ours) on gmm10 seed 0:" in out and "profiled racing, zone (ours) on gmm10 seed 0:" in out
+
+
+def test_pruning_benchmark_resumes_from_its_cache(tmp_path, capsys):
+    """With --cache, a rerun prints the same table and recomputes only the chunks that are missing."""
+    bench = load("pruning")
+    args = ["--problem", "gmm10", "--points", "8", "--grid", "20", "--chunk", "4", "--seeds", "0,1",
+            "--cache", str(tmp_path)]
+    bench.main(args)
+    first = capsys.readouterr().out
+    chunks = sorted(tmp_path.glob("*.pt"))
+    assert len(chunks) == 2 * (8 + 2)  # per seed: 30 calibration points and 8 test points, 4 at a time
+    chunks[0].unlink()  # as if the run had been killed before this chunk was written
+    calls = []
+    real = bench.dc.classify
+    bench.dc.classify = lambda *a, **k: calls.append(1) or real(*a, **k)
+    try:
+        bench.main(args)
+    finally:
+        bench.dc.classify = real
+    assert capsys.readouterr().out == first and len(calls) == 1 and chunks[0].is_file()
 
 
 def test_pruning_benchmark_on_a_digits_checkpoint(tmp_path, capsys):
@@ -30,9 +50,9 @@ def test_pruning_benchmark_on_a_digits_checkpoint(tmp_path, capsys):
     ckpt = digits_checkpoint(steps=2, preset="tiny", root=tmp_path, progress=False, batch_size=8)
     load("pruning").main(["--problem", "digits", "--points", "20", "--grid", "20", "--checkpoint", str(ckpt)])
     out = capsys.readouterr().out
-    assert "digits      20 staged (cifar10)" in out and "digits      20 profiled racing (ours)" in out
-    exhaustive = next(line for line in out.splitlines() if line.startswith("digits      20 exhaustive"))
-    assert exhaustive.split()[5:7] == ["200", "200"]  # 20 timesteps x 10 classes for every digit
+    assert "digits      0    20 staged (cifar10)" in out and "digits      0    20 profiled racing, zone (ours)" in out
+    exhaustive = next(line for line in out.splitlines() if line.startswith("digits      0    20 exhaustive"))
+    assert exhaustive.split()[8:10] == ["200", "200"]  # 20 timesteps x 10 classes for every digit
 
 
 def test_pruning_benchmark_rejects_unknown_problems(capsys):
@@ -42,3 +62,6 @@ def test_pruning_benchmark_rejects_unknown_problems(capsys):
     with pytest.raises(SystemExit):
         load("pruning").main(["--problem", "digits", "--grid", "10"])
     assert "--grid at least 20" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        load("pruning").main(["--seeds", "0,one"])
+    assert "--seeds takes comma-separated integers" in capsys.readouterr().err
