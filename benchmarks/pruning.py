@@ -150,8 +150,9 @@ def report(rows: list[dict]) -> None:
             f"{'d ex':>6s} {'NFE mean':>9s} {'NFE p95':>8s} {'/staged':>8s} {'ECE':>6s}")
     print(head + "\n" + "-" * len(head))
     for r in rows:
+        exact = f"{r['exact']:6.3f} {r['delta_exact']:+6.2f}" if r["exact"] == r["exact"] else f"{'-':>6s} {'-':>6s}"
         print(f"{r['problem']:8s} {r['seed']:4d} {r['grid']:5d} {r['strategy']:32s} {r['accuracy']:6.3f} "
-              f"{r['delta_pts']:+6.2f} {r['exact']:6.3f} {r['delta_exact']:+6.2f} {r['nfe_mean']:9.0f} "
+              f"{r['delta_pts']:+6.2f} {exact} {r['nfe_mean']:9.0f} "
               f"{r['nfe_p95']:8.0f} {r['nfe_vs_staged']:8.3f} {r['ece']:6.3f}")
     print("\nTargets (issue 7): within 0.5 points of exhaustive at <= 1/10 of the staged NFE on 10 classes; "
           "NFE growing sub-linearly with the number of classes.")
