@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import tempfile
 from pathlib import Path
 
 import torch
@@ -75,10 +76,15 @@ def exhaustive_errors(model, x: torch.Tensor, grid: int, seed: int, chunk: int, 
         else:
             r = dc.classify(model, part, dc.Exhaustive(grid), seed=seed, batch_size=batch_size)
             saved = {"errors": r.errors, "weights": r.weights}
-            if path is not None:
-                tmp = path.with_name(f".{path.name}.tmp")
-                torch.save(saved, tmp)
-                os.replace(tmp, path)
+            if path is not None:  # a unique temporary file, renamed into place only when complete
+                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=cache)
+                os.close(fd)
+                try:
+                    torch.save(saved, tmp)
+                    os.replace(tmp, path)
+                finally:
+                    if os.path.exists(tmp):
+                        os.remove(tmp)
         errors.append(saved["errors"])
         weights = saved["weights"]
     return torch.cat(errors), weights
@@ -100,7 +106,7 @@ def gmm_problem(name: str, points: int, seed: int):
 
 def digits_problem(points: int, checkpoint: str | None):
     """Chapter 3's digits model, the first points // 10 test digits of every class, three training digits per class
-    as calibration points, and the checkpoint's folder name (it holds a hash of the training settings)."""
+    as calibration points, and a cache name: the checkpoint's folder name and a hash of its weights."""
     from diffclf_lite.digits import first_per_class, load_digits_split
     from diffclf_lite.training import digits_checkpoint
 
@@ -109,7 +115,11 @@ def digits_problem(points: int, checkpoint: str | None):
     split = load_digits_split()
     test = first_per_class(split.y_test, max(1, points // 10))
     cal = first_per_class(split.y_train, 3)
-    return model, split.x_test[test], split.y_test[test], split.x_train[cal], split.y_train[cal], float("nan"), folder.name
+    weights = hashlib.sha256()
+    for name, tensor in sorted(model.unet.state_dict().items()):
+        weights.update(name.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
+    key = f"{folder.name}-{weights.hexdigest()[:12]}"
+    return model, split.x_test[test], split.y_test[test], split.x_train[cal], split.y_train[cal], float("nan"), key
 
 
 def ece(mean_errors: torch.Tensor, labels: torch.Tensor) -> float:
@@ -168,9 +178,11 @@ def report(rows: list[dict]) -> None:
             print(f"  {label} on {r['problem']} seed {r['seed']}: {r['delta_pts']:+.2f} pts (one image: "
                   f"{100 / r['points']:.2f}) at {r['nfe_vs_staged']:.3f} x staged NFE -> {'met' if ok else 'NOT met'}")
         if len(ten) > 1:
-            exact = [r["delta_exact"] for r in ten if r["delta_exact"] == r["delta_exact"]]  # mixtures only
+            exact = [r for r in ten if r["delta_exact"] == r["delta_exact"]]  # mixtures only
+            by_exact = sum(r["delta_exact"] >= -0.5 and r["nfe_vs_staged"] <= 0.1 for r in exact)
             print(f"  {label}: met on {sum(met)} of {len(ten)} 10-class runs; worst {min(r['delta_pts'] for r in ten):+.2f}"
-                  f" pts" + (f" (exact expected accuracy: worst {min(exact):+.2f} pts)" if exact else "") +
+                  f" pts" + (f" (judged by the exact expected accuracy: met on {by_exact} of {len(exact)} mixtures, "
+                             f"worst {min(r['delta_exact'] for r in exact):+.2f} pts)" if exact else "") +
                   f", worst {max(r['nfe_vs_staged'] for r in ten):.3f} x staged NFE")
         for seed in dict.fromkeys(r["seed"] for r in mine):
             gmms = sorted((r for r in mine if r["problem"].startswith("gmm") and r["seed"] == seed),
@@ -210,6 +222,12 @@ def main(argv: list[str] | None = None) -> None:
                  "--grid at least 20 (Clark & Jaini test after 20 rounds, one timestep each)")
     if not seeds:
         ap.error("--seeds needs at least one seed")
+    for name in names:  # the paper's schedule, scaled to the grid, needs at least one timestep in its first stage
+        n_samples = dc.PAPER_SCHEDULES[PROBLEMS[name][3]][0]
+        grid = args.grid or PROBLEMS[name][2]
+        if grid * min(n_samples) // max(n_samples) < 1:
+            ap.error(f"--grid {grid} is too coarse for {name}'s staged schedule {n_samples}: its first stage would get "
+                     f"no timestep; use --grid {-(-max(n_samples) // min(n_samples))} or more")
     if args.cache is not None:
         args.cache = args.cache.expanduser()
         args.cache.mkdir(parents=True, exist_ok=True)

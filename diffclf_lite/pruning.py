@@ -161,6 +161,7 @@ class ProfiledRacing(SuccessiveElimination):
         if not indifference >= 0:
             raise ValueError(f"indifference must be >= 0 (a difference of mean errors), got {indifference}.")
         self.indifference = float(indifference)
+        self.temperature: float | None = None  # set by `calibrated`
         if profile is not None:
             if len(profile) != n_timesteps:
                 raise ValueError(f"the profile has {len(profile)} entries but the grid has {n_timesteps} timesteps; "
@@ -173,17 +174,24 @@ class ProfiledRacing(SuccessiveElimination):
                    tolerance: float = 0.25, **kwargs) -> "ProfiledRacing":
         """Profiled racing set up from the exhaustive errors (N, S, C) of labelled calibration images (never the
         test images): the profile from `timestep_profile`, the indifference zone `tolerance` x the temperature that
-        `fit_temperature` finds for their mean errors (plan weights `weights`, default uniform). Calibration images
-        the model separates perfectly give a temperature near 0, hence no indifference zone: the safe side."""
+        `fit_temperature` finds for their mean errors (plan weights `weights`, default uniform: use the weights of
+        the plan the strategy will run on). Calibration images the model separates perfectly give a temperature near
+        0, hence no indifference zone: the safe side. The bound tanh(tolerance / 2) is in the model's calibrated
+        probabilities, and holds for each drop with the confidence of the test, not with certainty."""
+        for name in ("profile", "indifference"):
+            if name in kwargs:
+                raise TypeError(f"calibrated sets `{name}` itself from the calibration errors; pass {name} to "
+                                "ProfiledRacing(...) directly to choose it by hand.")
         errors = torch.as_tensor(errors, dtype=torch.float64)
         profile = timestep_profile(errors)  # checks the shape and NaN
         if not tolerance >= 0:
             raise ValueError(f"tolerance must be >= 0 (a multiple of the fitted temperature), got {tolerance}.")
         weights = torch.ones(errors.shape[1], dtype=torch.float64) if weights is None else torch.as_tensor(weights)
-        if weights.shape != (errors.shape[1],):
-            raise ValueError(f"weights must have one entry per plan entry ({errors.shape[1]}), got {tuple(weights.shape)}.")
+        if weights.shape != (errors.shape[1],) or not bool((weights > 0).all()):
+            raise ValueError(f"weights must be positive, one per plan entry ({errors.shape[1]}), got shape "
+                             f"{tuple(weights.shape)}.")
         with warnings.catch_warnings():  # perfectly separated calibration images: a tiny temperature is the answer
-            warnings.simplefilter("ignore")
+            warnings.filterwarnings("ignore", message="held-out samples are perfectly separated")
             temperature = fit_temperature(weighted_mean(errors, weights), labels)
         strategy = cls(errors.shape[1], profile, indifference=tolerance * temperature, **kwargs)
         strategy.temperature = temperature

@@ -41,6 +41,13 @@ def test_pruning_benchmark_resumes_from_its_cache(tmp_path, capsys):
     finally:
         bench.dc.classify = real
     assert capsys.readouterr().out == first and len(calls) == 1 and chunks[0].is_file()
+    calls.clear()  # other points are other errors: the cache must miss
+    bench.dc.classify = lambda *a, **k: calls.append(1) or real(*a, **k)
+    try:
+        bench.main([a if a != "8" else "12" for a in args])
+    finally:
+        bench.dc.classify = real
+    assert len(calls) == 2 * 3 and not list(tmp_path.glob(".*"))  # 12 test points per seed, 4 at a time; no leftovers
 
 
 def test_pruning_benchmark_on_a_digits_checkpoint(tmp_path, capsys):
@@ -62,6 +69,9 @@ def test_pruning_benchmark_rejects_unknown_problems(capsys):
     with pytest.raises(SystemExit):
         load("pruning").main(["--problem", "digits", "--grid", "10"])
     assert "--grid at least 20" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        load("pruning").main(["--problem", "gmm100", "--grid", "20"])
+    assert "too coarse for gmm100's staged schedule" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         load("pruning").main(["--seeds", "0,one"])
     assert "--seeds takes comma-separated integers" in capsys.readouterr().err

@@ -244,6 +244,11 @@ def test_calibrated_takes_profile_and_temperature_from_labelled_calibration_erro
     weights = torch.linspace(1, 2, 40, dtype=torch.float64)  # the zone is in units of the weighted mean error
     weighted = ProfiledRacing.calibrated(errors, y, weights, tolerance=1.0)
     assert weighted.temperature == pytest.approx(fit_temperature((errors * weights[:, None]).sum(1) / weights.sum(), y))
+    assert ProfiledRacing(40).temperature is None  # only `calibrated` fits one
+    with pytest.raises(TypeError, match="sets `indifference` itself"):
+        ProfiledRacing.calibrated(errors, y, indifference=0.1)
+    with pytest.raises(ValueError, match="positive"):
+        ProfiledRacing.calibrated(errors, y, -weights)
     with pytest.raises(ValueError, match="tolerance"):
         ProfiledRacing.calibrated(errors, y, tolerance=-0.1)
     with pytest.raises(ValueError, match="weights"):
