@@ -5,7 +5,9 @@ Each round evaluates one more grid point of the plan (all its noise draws) for e
 significantly positive. Clark & Jaini (2023, Sec. 3.3) draw t at random; `order="stratified"` visits the grid in
 bit-reversed (van der Corput) order instead, so every prefix of rounds spreads evenly over t.
 `ProfiledRacing` (ours) visits the grid densest where paired differences vary most (a profile measured once per
-model) and tests the *grid* mean that exhaustive evaluation would compute, not a mean over an infinite population.
+model) and tests the *grid* mean that exhaustive evaluation would compute, not a mean over an infinite population;
+with an indifference zone (`ProfiledRacing.calibrated`) it stops deciding between classes that are nearly equally
+likely.
 """
 from __future__ import annotations
 
@@ -146,9 +148,10 @@ class ProfiledRacing(SuccessiveElimination):
     (4) `indifference` delta (in units of the mean error, default 0) stops racing a rival once it is confidently
     no more than delta *better* than the leader (the indifference zone of ranking and selection): the test asks
     whether the grid mean difference exceeds -delta instead of 0. Near ties, which would otherwise race through the
-    whole grid, end early, and the class chosen is within delta of exhaustive evaluation's choice. `calibrated`
-    sets delta to `tolerance` times the temperature fitted on labelled calibration images: picking a class within
-    delta of the best one then costs at most tanh(tolerance / 2) of expected accuracy on that image.
+    whole grid, end early, and the class chosen is within delta of exhaustive evaluation's choice (with the test's
+    confidence, drop by drop). `calibrated` sets delta to `tolerance` times the temperature fitted on labelled
+    calibration images: picking a class within delta of the best one then costs at most tanh(tolerance / 2) of
+    expected accuracy on that image, as the model's calibrated probabilities see it.
 
     Without a profile the order is stratified (uniform density). Measure a profile with `timestep_profile` on the
     exhaustive errors of a few calibration images, never on the test images (or let `calibrated` do both).
