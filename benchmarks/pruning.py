@@ -22,14 +22,15 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
-import tempfile
+import io
 from pathlib import Path
 
 import torch
 
 import diffclf_lite as dc
+from diffclf_lite.evaluate import _fingerprint
 from diffclf_lite.pruning import ProfiledRacing, timestep_profile
+from diffclf_lite.records import atomic_write_bytes
 from diffclf_lite.scoring import replay
 
 # problem -> (classes, separation, timestep grid, the paper's schedule used for that many classes)
@@ -76,15 +77,10 @@ def exhaustive_errors(model, x: torch.Tensor, grid: int, seed: int, chunk: int, 
         else:
             r = dc.classify(model, part, dc.Exhaustive(grid), seed=seed, batch_size=batch_size)
             saved = {"errors": r.errors, "weights": r.weights}
-            if path is not None:  # a unique temporary file, renamed into place only when complete
-                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=cache)
-                os.close(fd)
-                try:
-                    torch.save(saved, tmp)
-                    os.replace(tmp, path)
-                finally:
-                    if os.path.exists(tmp):
-                        os.remove(tmp)
+            if path is not None:  # a temporary file, renamed into place only when complete
+                buffer = io.BytesIO()
+                torch.save(saved, buffer)
+                atomic_write_bytes(path, buffer.getvalue())
         errors.append(saved["errors"])
         weights = saved["weights"]
     return torch.cat(errors), weights
@@ -115,10 +111,7 @@ def digits_problem(points: int, checkpoint: str | None):
     split = load_digits_split()
     test = first_per_class(split.y_test, max(1, points // 10))
     cal = first_per_class(split.y_train, 3)
-    weights = hashlib.sha256()
-    for name, tensor in sorted(model.unet.state_dict().items()):
-        weights.update(name.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
-    key = f"{folder.name}-{weights.hexdigest()[:12]}"
+    key = f"{folder.name}-{_fingerprint(model.unet.state_dict())[:12]}"
     return model, split.x_test[test], split.y_test[test], split.x_train[cal], split.y_train[cal], float("nan"), key
 
 
@@ -140,12 +133,11 @@ def run_problem(name: str, points: int, seed: int, chunk: int, grid: int | None 
     batch = 512 if name == "digits" else 65536
     calibration = exhaustive_errors(model, x_cal, grid, seed + 100, chunk, batch, cache, f"{key}-cal")[0]
     errors, weights = exhaustive_errors(model, x, grid, seed, chunk, batch, cache, f"{key}-n{len(x)}")
-    posterior = model.bayes_posterior(x).double() if name != "digits" else None
     rows = []
     for label, strategy in strategies(grid, schedule, calibration, y_cal, weights).items():
         r = replay(errors, strategy, weights)
         nfe = r.nfe.double()
-        exact = posterior.gather(1, r.prediction[:, None]).mean().item() if posterior is not None else float("nan")
+        exact = model.expected_accuracy(x, r.prediction) if name != "digits" else float("nan")
         rows.append({"problem": name, "seed": seed, "classes": classes, "grid": grid, "strategy": label, "points": len(y),
                      "accuracy": r.accuracy(y), "exact": exact, "bayes": bayes, "nfe_mean": nfe.mean().item(),
                      "nfe_p95": nfe.quantile(0.95).item(), "ece": ece(r.mean_errors, y)})

@@ -119,6 +119,16 @@ class GaussianMixture:
             logp = logp + torch.as_tensor(prior, dtype=logp.dtype, device=logp.device).log()
         return torch.softmax(logp, dim=-1)
 
+    def expected_accuracy(self, x: torch.Tensor, prediction: torch.Tensor) -> float:
+        """The exact probability that `prediction` (N,) is the true class, averaged over the points x: accuracy
+        without the noise of sampled labels (uniform prior)."""
+        prediction = torch.as_tensor(prediction, dtype=torch.long)
+        posterior = self.bayes_posterior(x).double()
+        if prediction.shape != (len(posterior),):
+            raise ValueError(f"prediction must have shape ({len(posterior)},), one class per point, "
+                             f"got {tuple(prediction.shape)}.")
+        return posterior.gather(1, prediction.to(posterior.device)[:, None]).mean().item()
+
     def expected_error(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Exact expectation of the engine's l2 loss, E_eps ||eps - eps*_c(x_t)||^2 / D, at timesteps t (S,),
         for one component per class: (N, S, C).

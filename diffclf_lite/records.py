@@ -31,12 +31,17 @@ SOFT_SETTINGS = ("batch_size", "images_per_call", "processes")
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write `text` to a temporary file in the same folder, fsync it, then os.replace it onto `path` (all or nothing)."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write `data` to a temporary file in the same folder, fsync it, then os.replace it onto `path` (all or nothing)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

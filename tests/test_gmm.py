@@ -30,6 +30,19 @@ def test_log_prob_matches_torch_distributions():
     torch.testing.assert_close(gmm.bayes_posterior(x).sum(1), torch.ones(len(x), dtype=torch.float64))
 
 
+def test_expected_accuracy_is_the_mean_posterior_of_the_chosen_class():
+    gmm = mixture()
+    x, y = gmm.sample(4, seed=3)
+    joint = torch.stack([torch_dist(gmm, c).log_prob(x) for c in range(3)], dim=1).exp()  # p(x | c), uniform prior
+    posterior = joint / joint.sum(1, keepdim=True)
+    bayes = posterior.argmax(1)
+    by_hand = sum(posterior[i, int(bayes[i])].item() for i in range(len(x))) / len(x)
+    assert gmm.expected_accuracy(x, bayes) == pytest.approx(by_hand)
+    assert gmm.expected_accuracy(x, (bayes + 1) % 3) < by_hand  # no other rule beats Bayes' expected accuracy
+    with pytest.raises(ValueError, match="one class per point"):
+        gmm.expected_accuracy(x, bayes[:2])
+
+
 @pytest.mark.parametrize("t", [0, 10, 250, 600, 999])
 def test_eps_is_tweedie_score(t):
     """eps*(x_t, t, c) = -sqrt(1 - abar_t) grad log p_t(x_t | c) (Tweedie), for a multi-component diagonal mixture."""
