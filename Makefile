@@ -41,14 +41,14 @@ STUDENT := _build/student
 test: venv
 	OMP_NUM_THREADS=1 DIFFCLF_PROFILE=smoke MPLBACKEND=Agg $(VENV)/bin/python -m pytest tests
 	OMP_NUM_THREADS=1 DIFFCLF_PROFILE=smoke $(VENV)/bin/python -m pytest --nbval-lax --nbval-kernel-name python3 book
-	$(VENV)/bin/python -m diffclf_lite.assignments --out $(STUDENT)
+	$(VENV)/bin/python -m diffclf_lite.book.assignments --out $(STUDENT)
 	OMP_NUM_THREADS=1 DIFFCLF_PROFILE=smoke $(VENV)/bin/python -m pytest -p no:cacheprovider --nbval-lax --nbval-kernel-name python3 $(STUDENT)
 
 # Generates the student notebooks (the teacher pages offer them for download), then executes every chapter
 # (execute_notebooks: force) and renders _build/html; any warning fails the build (--keep-going only reports
 # all of them before failing).
 book: venv
-	$(VENV)/bin/python -m diffclf_lite.assignments --out $(STUDENT)
+	$(VENV)/bin/python -m diffclf_lite.book.assignments --out $(STUDENT)
 	DIFFCLF_PROFILE=cpu $(VENV)/bin/jupyter-book build . -W -n --keep-going
 
 clean:

@@ -10,7 +10,7 @@ timesteps other than the paper's, its shape scaled: (G/10, G) keep (5, 1)), Clar
 elimination, our pooled racing (uncapped, and capped at G/5 rounds) and our profiled racing (uncapped, capped at
 G/4 rounds, and with an indifference zone of 0.25 fitted temperatures), all on the same points and the same
 seeded (t, eps) plan. The exhaustive errors of every (image, timestep, class) are computed once and the other
-strategies are replayed on them (`diffclf_lite.scoring.replay`: the same decisions and NFE as a live run); with
+strategies are replayed on them (`diffclf_lite.engine.scoring.replay`: the same decisions and NFE as a live run); with
 `--cache` they are saved chunk by chunk, so an interrupted run resumes where it stopped. Profiled racing's profile
 and temperature come from 30 separate calibration points (digits: three training digits per class).
 Reported: accuracy, its difference to exhaustive, on mixtures the exact expected accuracy (the mean exact posterior
@@ -28,10 +28,10 @@ from pathlib import Path
 import torch
 
 import diffclf_lite as dc
-from diffclf_lite.evaluate import _fingerprint
-from diffclf_lite.pruning import ProfiledRacing, timestep_profile
-from diffclf_lite.records import atomic_write_bytes
-from diffclf_lite.scoring import replay
+from diffclf_lite.engine.scoring import replay
+from diffclf_lite.engine.strategies import ProfiledRacing, timestep_profile
+from diffclf_lite.runs.evaluate import _fingerprint
+from diffclf_lite.runs.records import atomic_write_bytes
 
 # problem -> (classes, separation, timestep grid, the paper's schedule used for that many classes)
 PROBLEMS = {"gmm10": (10, 1.0, 500, "cifar10"), "gmm100": (100, 1.5, 500, "food101"),
@@ -103,7 +103,7 @@ def gmm_problem(name: str, points: int, seed: int):
 def digits_problem(points: int, checkpoint: str | None):
     """Chapter 3's digits model, the first points // 10 test digits of every class, three training digits per class
     as calibration points, and a cache name: the checkpoint's folder name and a hash of its weights."""
-    from diffclf_lite.digits import first_per_class, load_digits_split
+    from diffclf_lite.data.digits import first_per_class, load_digits_split
     from diffclf_lite.training import digits_checkpoint
 
     folder = Path(checkpoint or digits_checkpoint())

@@ -38,7 +38,7 @@ DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
 class UNetEps:
-    """The EpsModel around a bare UNet and fixed prompt embeddings: the same eps as diffclf_lite.sd.StableDiffusion."""
+    """The EpsModel around a bare UNet and fixed prompt embeddings: the same eps as diffclf_lite.models.sd.StableDiffusion."""
 
     def __init__(self, unet, embeds: torch.Tensor, channels_last: bool) -> None:
         self.unet, self.embeds, self.channels_last = unet, embeds, channels_last

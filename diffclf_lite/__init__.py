@@ -1,33 +1,65 @@
 """diffclf-lite: a diffusion model is secretly a zero-shot classifier (Li et al., ICCV 2023), made practical.
 
-One model contract (`EpsModel`), a shared (t, eps) Monte Carlo plan, batched error evaluation, and strategies
-that decide which (timestep, class) pairs to spend network evaluations on.
-"""
-from .calibration import (cross_fitted_ece, expected_calibration_error, fit_temperature, probabilities,
-                          reliability_bins)
-from .binding import Candidates
-from .classcond import ClassConditionalUNet, DiTClassifier
-from .clip import CLIPClassifier, evaluate_clip
-from .contract import EpsModel, check_model
-from .devices import resolve_device
-from .evaluate import merge
-from .gmm import GaussianMixture
-from .pruning import ProfiledRacing, Racing, SuccessiveElimination, grid_order, timestep_profile
-from .profiles import default_device, get_profile, pick
-from .schedule import alphas_cumprod_from_betas, beta_schedule, timestep_weights
-from .scoring import (LOSSES, ClassificationResult, Plan, classify, evaluate_pairs, make_plan, replay,
-                      timestep_grid)
-from .strategies import PAPER_SCHEDULES, Exhaustive, Staged, weighted_mean
-from .training import TrainConfig, digits_checkpoint, train_digits_model
-from .winoground import winoground_scores
+The package in layers, each importing only the ones above it:
 
-__version__ = "0.1.0"
+- `engine/`: the algorithm. One model contract (`EpsModel`), a shared (t, eps) Monte Carlo plan, batched error
+  evaluation, and strategies that decide which (timestep, class) pairs to spend network evaluations on.
+- `data/`: images, prompts and class names (datasets, digits, generated scenes, Winoground).
+- `models/`: adapters behind the contract (Gaussian mixture, Stable Diffusion, class-conditional UNet and DiT,
+  CLIP, the small caption-conditional models).
+- `training/`: recipes for the small models the book trains on a CPU, cached per machine.
+- `runs/`: whole datasets: evaluation, resumable records, the `diffclf` command line.
+- `book/`: the chapters' own helpers (explorer, corruptions, baselines, alternatives, profiles, assignments).
+
+The names below are the public API (`import diffclf_lite as dc; dc.classify(...)`).
+"""
+from .book.profiles import get_profile, pick
+from .data.winoground import winoground_scores
+from .engine import (
+                     LOSSES,
+                     PAPER_SCHEDULES,
+                     Candidates,
+                     ClassificationResult,
+                     EpsModel,
+                     Exhaustive,
+                     Plan,
+                     ProfiledRacing,
+                     Racing,
+                     Staged,
+                     SuccessiveElimination,
+                     alphas_cumprod_from_betas,
+                     beta_schedule,
+                     check_model,
+                     classify,
+                     cross_fitted_ece,
+                     evaluate_pairs,
+                     expected_calibration_error,
+                     fit_temperature,
+                     grid_order,
+                     make_plan,
+                     probabilities,
+                     reliability_bins,
+                     replay,
+                     timestep_grid,
+                     timestep_profile,
+                     timestep_weights,
+                     weighted_mean,
+)
+from .models.classcond import ClassConditionalUNet, DiTClassifier
+from .models.clip import CLIPClassifier
+from .models.devices import default_device, resolve_device
+from .models.gmm import GaussianMixture
+from .runs.evaluate import merge
+from .runs.evaluate_clip import evaluate_clip
+from .training import TrainConfig, digits_checkpoint, train_digits_model
+
+__version__ = "0.2.0"
 __all__ = [
     "EpsModel", "check_model", "GaussianMixture", "beta_schedule", "alphas_cumprod_from_betas", "timestep_weights",
     "Plan", "timestep_grid", "make_plan", "evaluate_pairs", "classify", "ClassificationResult", "LOSSES",
-    "Exhaustive", "Staged", "SuccessiveElimination", "Racing", "grid_order", "PAPER_SCHEDULES", "weighted_mean", "probabilities", "fit_temperature",
-    "expected_calibration_error", "reliability_bins", "cross_fitted_ece", "get_profile", "pick", "default_device",
-    "ClassConditionalUNet", "DiTClassifier", "TrainConfig", "train_digits_model", "digits_checkpoint", "resolve_device",
-    "merge", "CLIPClassifier", "evaluate_clip", "winoground_scores", "Candidates", "ProfiledRacing", "timestep_profile",
-    "replay",
+    "Exhaustive", "Staged", "SuccessiveElimination", "Racing", "grid_order", "PAPER_SCHEDULES", "weighted_mean",
+    "probabilities", "fit_temperature", "expected_calibration_error", "reliability_bins", "cross_fitted_ece",
+    "get_profile", "pick", "default_device", "ClassConditionalUNet", "DiTClassifier", "TrainConfig",
+    "train_digits_model", "digits_checkpoint", "resolve_device", "merge", "CLIPClassifier", "evaluate_clip",
+    "winoground_scores", "Candidates", "ProfiledRacing", "timestep_profile", "replay",
 ]

@@ -22,6 +22,7 @@ from urllib.parse import unquote, urljoin, urlparse
 import nbformat
 import pytest
 import yaml
+
 from test_repo import _toc_files  # tests/ is on sys.path (rootdir conftest)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,7 +71,7 @@ def site():
     chromium, es5 = _chromium(), _mathjax()
     env = {**os.environ, "DIFFCLF_PROFILE": "smoke", "OMP_NUM_THREADS": "1", "JUPYTER_PREFER_ENV_PATH": "1"}
     env.pop("MPLBACKEND", None)  # kernels keep their inline backend, so figures are drawn
-    students = subprocess.run([sys.executable, "-m", "diffclf_lite.assignments", "--root", str(ROOT),  # downloads
+    students = subprocess.run([sys.executable, "-m", "diffclf_lite.book.assignments", "--root", str(ROOT),  # downloads
                                "--out", str(ROOT / "_build" / "student")], cwd=ROOT, capture_output=True, text=True)
     assert students.returncode == 0, "the student notebooks the teacher pages offer:\n" + students.stderr[-3000:]
     config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))

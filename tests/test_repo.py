@@ -177,3 +177,17 @@ def test_readme_python_example_runs():
     assert blocks, "README.md has no python example"
     for block in blocks:
         exec(compile(block, "README.md", "exec"), {})
+
+
+ROOT = Path(__file__).resolve().parents[1]
+UNSAFE = re.compile(r"\bpickle\b|\bjoblib\b|\bdill\b|allow_pickle\s*=\s*True|torch\.load\((?![^)]*weights_only\s*=\s*True)")
+
+
+def test_no_unsafe_deserialisation_in_the_package():
+    """Checkpoints and noise banks are untrusted: only safetensors / from_pretrained / torch.load(weights_only=True)."""
+    files = [*(ROOT / "diffclf_lite").rglob("*.py"), *(ROOT / "benchmarks").rglob("*.py"), *(ROOT / "book").glob("*.ipynb")]
+    hits = [f"{f.relative_to(ROOT)}:{n}" for f in files
+            for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1) if UNSAFE.search(line)]
+    assert not hits, f"unsafe loads (use safetensors or torch.load(..., weights_only=True)): {hits}"
+    assert UNSAFE.search("torch.load(path)") and UNSAFE.search("import pickle")  # the pattern can fail
+    assert not UNSAFE.search("torch.load(path, weights_only=True)")

@@ -14,8 +14,8 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
-from .classcond import ClassConditionalUNet, to_model_range
-from .prompts import PromptSet
+from ..data.prompts import PromptSet
+from ..models.classcond import ClassConditionalUNet, to_model_range
 
 __all__ = ["per_class_labels", "generate_per_class", "load_sd_pipeline", "sd_from_pipeline", "generate_sd", "capture_output", "noised",
            "mid_block_features", "fit_linear_probe", "POOLS"]
@@ -57,8 +57,7 @@ def load_sd_pipeline(model: str | Path, device: str | torch.device | None = None
     """diffusers' StableDiffusionPipeline from a hub id or folder, without safety checker, progress bars off."""
     from diffusers import StableDiffusionPipeline  # lazy: the `sd` extra
 
-    from .devices import resolve_device
-    from .sd import resolve_dtype
+    from ..models.devices import resolve_device, resolve_dtype
 
     dev = resolve_device(device)  # a clear error when the named GPU does not exist
     pipe = StableDiffusionPipeline.from_pretrained(str(model), torch_dtype=resolve_dtype(dtype, dev),
@@ -69,7 +68,7 @@ def load_sd_pipeline(model: str | Path, device: str | torch.device | None = None
 
 def sd_from_pipeline(pipe: Any, prompts: Sequence[str] = ()) -> Any:
     """The classifier's StableDiffusion adapter on the pipeline's own modules: one copy of the weights for both."""
-    from .sd import StableDiffusion
+    from ..models.sd import StableDiffusion
 
     sched = pipe.scheduler
     return StableDiffusion(pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, sched.alphas_cumprod, prompts,
@@ -126,12 +125,12 @@ def _null_forward(model: Any) -> Any:
             raise ValueError("the model has no null class (trained with label_dropout=0), so it has no unconditional "
                              "prediction to take features from; train with label_dropout > 0.")
         return lambda x, t: model.unet(x.to(model.dtype), t, class_labels=torch.full_like(t, model.null_class))
-    if hasattr(model, "text_encoder") and hasattr(model, "tokenizer"):  # diffclf_lite.sd.StableDiffusion
+    if hasattr(model, "text_encoder") and hasattr(model, "tokenizer"):  # diffclf_lite.models.sd.StableDiffusion
         ids = model.tokenizer([""], padding="max_length", max_length=model.tokenizer.model_max_length,
                               return_tensors="pt").input_ids.to(model.device)
         empty = model.text_encoder(ids)[0].to(model.dtype)  # (1, L, D)
         return lambda x, t: model.unet(x.to(model.dtype), t, encoder_hidden_states=empty.expand(len(x), -1, -1))
-    raise ValueError(f"mid_block_features needs a ClassConditionalUNet or a diffclf_lite.sd.StableDiffusion, got "
+    raise ValueError(f"mid_block_features needs a ClassConditionalUNet or a diffclf_lite.models.sd.StableDiffusion, got "
                      f"{type(model).__name__}.")
 
 

@@ -1,8 +1,8 @@
 """Course tooling for the book's notebooks: the Colab header, the chapter conventions, and student versions.
 
-    python -m diffclf_lite.assignments                      # student versions of book/*.ipynb -> _build/student
-    python -m diffclf_lite.assignments --check              # does every chapter follow the conventions?
-    python -m diffclf_lite.assignments --fix book/ch9.ipynb # write the Colab metadata and the pinned install cell
+    python -m diffclf_lite.book.assignments                      # student versions of book/*.ipynb -> _build/student
+    python -m diffclf_lite.book.assignments --check              # does every chapter follow the conventions?
+    python -m diffclf_lite.book.assignments --fix book/ch9.ipynb # write the Colab metadata and the pinned install cell
 
 The repository URL and the release the install cells pin live in ONE place, `_config.yml` (`repository.url`,
 `repository.install_pin`); `--fix` writes them into the notebooks and `--check` (run by the tests) compares.
@@ -23,7 +23,7 @@ PACKAGE = "diffclf-lite"
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = 'raise NotImplementedError("Exercise: replace this line with your solution")'
 COLAB_METADATA = {"accelerator": "GPU", "colab": {"gpuType": "T4", "provenance": []}}
-STUDENT_NOTE = ("> **Student version**, generated from the chapter by `python -m diffclf_lite.assignments`: each "
+STUDENT_NOTE = ("> **Student version**, generated from the chapter by `python -m diffclf_lite.book.assignments`: each "
                 "exercise's code cell raises `NotImplementedError` until you replace that line with your solution. "
                 "The rest of the notebook runs as it is.")  # plain Markdown: Colab does not render MyST directives
 _INSTALL = '''# On Colab only: install diffclf-lite, pinned to a release (a local checkout already has it).
@@ -240,7 +240,7 @@ def _notebooks(root: Path, given: list[str]) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m diffclf_lite.assignments", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m diffclf_lite.book.assignments", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebooks", nargs="*", help="chapter notebooks (default: book/*.ipynb)")
     parser.add_argument("--root", default=".", help="repository root, where _config.yml is (default: .)")

@@ -12,11 +12,10 @@ from typing import Any, Sequence
 
 import torch
 
-from .scenes import COLOURS, SHAPES, Caption, change_colour, change_shape, swap_colours, swap_relation
-from .scoring import classify
-from .strategies import Strategy
+from ..data.scenes import COLOURS, SHAPES, Caption, change_colour, change_shape, swap_colours, swap_relation
+from ..engine import Candidates, Strategy, classify
 
-__all__ = ["TASKS", "CHANCE", "Candidates", "make_distractors", "diffusion_choice", "contrastive_choice",
+__all__ = ["TASKS", "CHANCE", "make_distractors", "diffusion_choice", "contrastive_choice",
            "binding_benchmark"]
 
 TASKS = ("colour swap", "relation swap", "colour control", "shape control")
@@ -33,44 +32,6 @@ def make_distractors(captions: Sequence[Caption], seed: int = 0, colours: Sequen
         "colour control": [change_colour(c, rng, colours) for c in captions],
         "shape control": [change_shape(c, rng, shapes) for c in captions],
     }
-
-
-class Candidates:
-    """Any strategy, restricted to each sample's own candidate conditions: candidates (N, C) bool."""
-
-    def __init__(self, strategy: Strategy, candidates: torch.Tensor) -> None:
-        self.strategy, self.candidates = strategy, torch.as_tensor(candidates, dtype=torch.bool)
-        self.n_timesteps = strategy.n_timesteps
-
-    def start(self, n_samples: int, n_classes: int, weights: torch.Tensor, n_trials: int = 1) -> "_CandidatesState":
-        if tuple(self.candidates.shape) != (n_samples, n_classes):
-            raise ValueError(f"candidates must be shaped (samples, conditions) = ({n_samples}, {n_classes}), "
-                             f"got {tuple(self.candidates.shape)}.")
-        if bool((self.candidates.sum(1) < 1).any()):
-            raise ValueError("every sample needs at least one candidate condition.")
-        state = self.strategy.start(n_samples, n_classes, weights, n_trials)
-        state.alive &= self.candidates  # the inner strategy never ranks or requests a non-candidate
-        return _CandidatesState(state, self.candidates)
-
-    def __repr__(self) -> str:
-        return f"Candidates({self.strategy!r}, {int(self.candidates.sum(1).max())} per sample)"
-
-
-class _CandidatesState:
-    def __init__(self, inner: Any, candidates: torch.Tensor) -> None:
-        self.inner, self.candidates = inner, candidates
-
-    @property
-    def alive(self) -> torch.Tensor:
-        return self.inner.alive & self.candidates
-
-    def next(self, errors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-        request = self.inner.next(errors)
-        if request is None:
-            return None
-        rows, classes = request
-        classes = classes & self.candidates
-        return rows & classes.any(1, keepdim=True), classes
 
 
 def _check_pairs(images: Any, truths: Sequence[str], distractors: Sequence[str]) -> None:

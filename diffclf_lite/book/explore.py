@@ -9,9 +9,8 @@ from typing import Any, NamedTuple
 
 import torch
 
-from .gmm import GaussianMixture
-from .schedule import timestep_weights
-from .scoring import evaluate_pairs, make_plan
+from ..engine import evaluate_pairs, make_plan, timestep_weights
+from ..models.gmm import GaussianMixture
 
 __all__ = [
     "DifferenceMoments", "difference_moments", "exact_weighted_error", "unpaired_mean_errors", "WithModelError",

@@ -6,7 +6,7 @@ from typing import TypeVar
 
 import torch
 
-__all__ = ["PROFILES", "get_profile", "pick", "default_device"]
+__all__ = ["PROFILES", "get_profile", "pick"]
 
 PROFILES = ("smoke", "cpu", "gpu")
 T = TypeVar("T")
@@ -30,7 +30,3 @@ def get_profile() -> str:
 def pick(smoke: T, cpu: T, gpu: T, profile: str | None = None) -> T:
     """The value for the current profile, e.g. `n_points = pick(smoke=50, cpu=2000, gpu=20000)`."""
     return {"smoke": smoke, "cpu": cpu, "gpu": gpu}[profile or get_profile()]
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -112,7 +112,7 @@ def load_imagenet_folder(root: str | Path, class_ids: list[int], n_per_class: in
     """
     from PIL import Image  # lazy
 
-    from .sd import preprocess_image  # the same resize, crop and scaling as the Stable Diffusion adapter
+    from .images import preprocess_image  # the same resize, crop and scaling as the Stable Diffusion adapter
 
     root = Path(root)
     if not root.is_dir():

@@ -32,7 +32,7 @@ def canonical_name(name: str) -> str:
 def dataset_info(name: str) -> dict:
     """The bundled data file: classes (label order of the torchvision dataset), CLIP templates, the paper's template."""
     key = canonical_name(name)
-    return json.loads(resources.files("diffclf_lite").joinpath("data", f"{key}.json").read_text(encoding="utf-8"))
+    return json.loads(resources.files(__package__).joinpath("classnames", f"{key}.json").read_text(encoding="utf-8"))
 
 
 @dataclass(frozen=True)

@@ -219,7 +219,7 @@ def diffusion_scores(model: Any, examples: Sequence[WinogroundExample], n_timest
 
     from tqdm.auto import tqdm
 
-    from .scoring import evaluate_pairs, make_plan
+    from ..engine import evaluate_pairs, make_plan
 
     if not examples:
         raise ValueError("no Winoground examples given.")

@@ -35,7 +35,7 @@ def check_model(model: Any) -> None:
     if missing:
         raise ValueError(
             f"{type(model).__name__} does not follow the EpsModel contract: missing {', '.join(missing)}. "
-            "See diffclf_lite.contract.EpsModel for what an adapter must provide."
+            "See diffclf_lite.engine.contract.EpsModel for what an adapter must provide."
         )
     abar = model.alphas_cumprod
     if not isinstance(abar, torch.Tensor) or abar.ndim != 1 or abar.numel() < 2:

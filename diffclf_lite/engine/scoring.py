@@ -1,4 +1,5 @@
-"""The scoring engine: a shared (t, eps) plan and batched eps-prediction errors of (sample, class) pairs.
+"""The scoring engine: batched eps-prediction errors of (sample, class) pairs on a shared (t, eps) plan, driven
+by a strategy (`classify`) or replayed on errors computed before (`replay`).
 
 Li et al. eq. 5: log p(x | c) ~ -E_{t,eps} ||eps - eps_theta(sqrt(abar_t) x + sqrt(1 - abar_t) eps, t, c)||^2,
 estimated with the *same* (t, eps) pairs for every class so that error differences between classes are stable.
@@ -13,69 +14,16 @@ import torch.nn.functional as F
 
 from .calibration import probabilities
 from .contract import check_model
-from .schedule import timestep_weights
-from .strategies import Exhaustive, Strategy, weighted_mean
+from .plan import Plan, make_plan
+from .strategies.base import Exhaustive, Strategy, weighted_mean
 
-__all__ = ["Plan", "timestep_grid", "make_plan", "LOSSES", "evaluate_pairs", "classify", "ClassificationResult", "replay"]
+__all__ = ["LOSSES", "evaluate_pairs", "classify", "ClassificationResult", "replay"]
 
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "l2": lambda pred, eps: (pred - eps).pow(2).flatten(1).mean(1),
     "l1": lambda pred, eps: (pred - eps).abs().flatten(1).mean(1),
     "huber": lambda pred, eps: F.huber_loss(pred, eps, reduction="none", delta=1.0).flatten(1).mean(1),
 }
-
-
-def timestep_grid(n: int, num_train_timesteps: int) -> torch.Tensor:
-    """n evenly spaced timesteps as the official code lays them: start T // n // 2, stride T // n."""
-    if not 1 <= n <= num_train_timesteps:
-        raise ValueError(f"the timestep grid needs 1 <= n <= {num_train_timesteps} points, got n = {n}.")
-    step = num_train_timesteps // n
-    return torch.arange(step // 2, num_train_timesteps, step)[:n]
-
-
-@dataclass(frozen=True)
-class Plan:
-    """The shared Monte Carlo set S = {(t_k, eps_k)}: the noise draws of each timestep, used by every class.
-
-    Entries are grouped by grid point: entry j belongs to grid point j // n_trials.
-    """
-
-    timesteps: torch.Tensor  # (S,) long, indices into alphas_cumprod, each grid point repeated n_trials times
-    noise: torch.Tensor  # (S, *shape)
-    weights: torch.Tensor  # (S,) w_t of the chosen weighting
-    n_trials: int = 1
-
-    def __len__(self) -> int:
-        return len(self.timesteps)
-
-
-def make_plan(
-    n_timesteps: int,
-    shape: tuple[int, ...],
-    alphas_cumprod: torch.Tensor,
-    seed: int = 0,
-    weighting: str = "uniform",
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
-    n_trials: int = 1,
-    antithetic: bool = False,
-) -> Plan:
-    """Evenly spaced timesteps with n_trials seeded noise draws each (drawn on the CPU: the same on every device).
-
-    With `antithetic`, the draws of a timestep come in pairs (eps, -eps): the part of a paired error difference
-    that is linear in eps cancels exactly.
-    """
-    if int(n_trials) < 1 or (antithetic and n_trials % 2):
-        raise ValueError(f"n_trials must be a positive integer, and even when antithetic; got {n_trials}.")
-    t = timestep_grid(n_timesteps, len(alphas_cumprod)).repeat_interleave(n_trials)
-    g = torch.Generator().manual_seed(seed)
-    if antithetic:
-        z = torch.randn((n_timesteps, n_trials // 2, *shape), generator=g, dtype=torch.float32)
-        noise = torch.stack([z, -z], dim=2).reshape(n_timesteps * n_trials, *shape)
-    else:
-        noise = torch.randn((n_timesteps * n_trials, *shape), generator=g, dtype=torch.float32)
-    w = timestep_weights(alphas_cumprod.cpu(), weighting)[t]
-    return Plan(t.to(device), noise.to(device=device, dtype=dtype), w.to(device), int(n_trials))
 
 
 def evaluate_pairs(

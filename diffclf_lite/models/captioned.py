@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.scenes import COLOURS, RELATIONS, SHAPES
 from .classcond import to_model_range
-from .scenes import COLOURS, RELATIONS, SHAPES
 
 __all__ = ["UNET_PRESETS", "build_tokenizer", "make_text_encoder", "make_text_unet", "CaptionDiffusion",
            "ContrastiveModel", "tokenize"]

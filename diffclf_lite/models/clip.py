@@ -1,27 +1,24 @@
 """CLIP zero-shot classification (Radford et al. 2021, §3.1), the contrastive baseline of Li et al. (2023, Table 1):
 predict the class whose text embedding has the largest cosine similarity with the image embedding, with template
-ensembling. Same prompts (`PromptSet`), images (`ImageDataset`) and result type (`evaluate.Evaluation`) as the
-diffusion classifier, so a CLIP row lines up with a diffusion row.
+ensembling. Same prompts (`PromptSet`) as the diffusion classifier; `runs.evaluate_clip` records a dataset in the same
+result type (`Evaluation`), so a CLIP row lines up with a diffusion row.
 
 Needs transformers (the `sd` extra); imported lazily, `import diffclf_lite` does not load this module.
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from .datasets import UnreadableImage
-from .devices import resolve_device
-from .evaluate import Evaluation, _record
-from .prompts import PromptSet
-from .sd import _to_rgb, char_tokenizer, resolve_dtype
+from ..data.images import to_rgb
+from ..data.prompts import PromptSet
+from .devices import resolve_device, resolve_dtype
+from .sd import char_tokenizer
 
-__all__ = ["CLIP_L14", "OPENCLIP_H14", "CLIPClassifier", "ensemble_embeddings", "evaluate_clip", "compare",
-           "build_tiny_clip"]
+__all__ = ["CLIP_L14", "OPENCLIP_H14", "CLIPClassifier", "ensemble_embeddings", "build_tiny_clip"]
 
 CLIP_L14 = "openai/clip-vit-large-patch14"  # CLIP ViT-L/14 (Li et al. Table 3)
 OPENCLIP_H14 = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"  # OpenCLIP ViT-H/14 (Li et al. Tables 1 and 3)
@@ -106,7 +103,7 @@ class CLIPClassifier:
             images = [images]
         if isinstance(images, (str, bytes)) or not hasattr(images, "__len__") or len(images) == 0:
             raise ValueError(f"expected a non-empty list of images (PIL, numpy arrays or tensors), got {type(images).__name__}.")
-        rgb = [_to_rgb(im) for im in images]  # RGB first: the processor itself handles few of PIL's modes
+        rgb = [to_rgb(im) for im in images]  # RGB first: the processor itself handles few of PIL's modes
         return self.processor.image_processor(images=rgb, return_tensors="pt").pixel_values
 
     @torch.inference_mode()
@@ -124,89 +121,6 @@ class CLIPClassifier:
     def similarity(self, images: Any, prompts: PromptSet) -> torch.Tensor:
         """Cosine similarities (N, C) between the images and the ensembled class embeddings."""
         return self.embed_images(images) @ self.class_embeddings(prompts).T
-
-
-def _read(dataset: Any, i: int) -> tuple[int, Any, int, str | None]:
-    """(i, image, label, None), or (i, None, label, message) for an image the dataset cannot read (as `evaluate`)."""
-    try:
-        image, label = dataset[i]
-        return i, image, int(label), None
-    except UnreadableImage as err:
-        return i, None, int(err.label), str(err)
-
-
-def evaluate_clip(clip: CLIPClassifier, dataset: Any, prompts: PromptSet, *, batch_size: int = 32, progress: bool = True,
-                  max_seconds: float | None = None) -> Evaluation:
-    """Zero-shot CLIP over `dataset`, recorded like `evaluate.evaluate`: per image the label, prediction, `nfe` = 1
-    (one image-encoder pass; the text is embedded once per prompt set) and `class_errors` = 1 - cosine similarity
-    (so the prediction is its argmin, as for the diffusion classifier's errors)."""
-    from tqdm.auto import tqdm
-
-    if not isinstance(prompts, PromptSet):
-        raise ValueError(f"prompts must be a PromptSet (e.g. prompts.dataset_prompts('cifar10', 'all')), got {type(prompts).__name__}.")
-    n = len(dataset)
-    if n == 0:
-        raise ValueError("the dataset is empty: nothing to evaluate.")
-    text = clip.embed_text(list(prompts.prompts))  # (P, D)
-    classes = ensemble_embeddings(text, prompts.prompt_class, prompts.num_classes)  # (C, D)
-    source = getattr(dataset, "source_index", lambda i: i)
-    records: list[dict] = []
-    bar = tqdm(total=n, desc=f"CLIP {clip.name}", unit="img", disable=not progress)
-    began = time.perf_counter()
-    for start in range(0, n, batch_size):
-        if max_seconds is not None and records and time.perf_counter() - began > max_seconds:
-            break
-        t0 = time.perf_counter()
-        items = [_read(dataset, i) for i in range(start, min(start + batch_size, n))]  # (position, image, label, error)
-        ok = [(i, im, lbl) for i, im, lbl, e in items if e is None]
-        positions, images, labels = (list(col) for col in zip(*ok)) if ok else ([], [], [])
-        unreadable = [{"index": source(i), "label": lbl, "error": e} for i, _, lbl, e in items if e is not None]
-        if any(not 0 <= lbl < prompts.num_classes for lbl in labels):
-            raise ValueError(f"labels {labels} fall outside the {prompts.num_classes} classes of the prompt set.")
-        new = []
-        if images:
-            image = clip.embed_images(images, batch_size)  # (B, D)
-            class_err, prompt_err = 1 - image @ classes.T, 1 - image @ text.T  # (B, C), (B, P)
-            for k, (i, lbl, pred) in enumerate(zip(positions, labels, class_err.argmin(1).tolist())):
-                new.append(_record(source(i), lbl, pred, 1, class_err[k],
-                                   None if prompts.one_prompt_per_class else prompt_err[k]))
-        seconds = (time.perf_counter() - t0) / (len(images) + len(unreadable))
-        records += [{**r, "seconds": seconds} for r in sorted(new + unreadable, key=lambda r: r["index"])]
-        bar.update(len(images) + len(unreadable))
-    bar.close()
-    settings = {"method": "CLIP", "model": clip.name, "templates": len(prompts.prompts) // prompts.num_classes,
-                "ensembling": "mean of unit text embeddings, renormalised", "stopped_early": len(records) < n,
-                "dtype": str(clip.dtype).replace("torch.", ""), "batch_size": batch_size}
-    return Evaluation(records, list(prompts.class_names), list(prompts.prompts), settings)
-
-
-def compare(evaluations: Mapping[str, Evaluation]) -> "pd.DataFrame":  # noqa: F821
-    """One row per method on the images that every evaluation covered (a time budget may stop one early): accuracy,
-    network evaluations and seconds per image, and agreement with the first method's predictions."""
-    import pandas as pd
-
-    if not evaluations:
-        raise ValueError("compare needs at least one evaluation, e.g. {'diffusion': ev1, 'CLIP': ev2}.")
-    evs = dict(evaluations)
-    names = [tuple(ev.class_names) for ev in evs.values()]
-    if len(set(names)) != 1:
-        raise ValueError("the evaluations use different class lists: compare only runs on the same dataset and classes.")
-    by_index = {m: {r["index"]: r for r in ev.records if "error" not in r} for m, ev in evs.items()}
-    common = sorted(set.intersection(*(set(d) for d in by_index.values())))
-    if not common:
-        raise ValueError("the evaluations share no image: evaluate every method on the same dataset subset.")
-    labels = {m: [d[i]["label"] for i in common] for m, d in by_index.items()}
-    if len({tuple(v) for v in labels.values()}) != 1:
-        raise ValueError("the same image index carries different labels across evaluations: they are not the same images.")
-    first = next(iter(by_index.values()))
-    rows = []
-    for method, d in by_index.items():
-        recs = [d[i] for i in common]
-        rows.append({"method": method, "images": len(common), "accuracy": 100 * np.mean([r["correct"] for r in recs]),
-                     "NFE / image": float(np.mean([r["nfe"] for r in recs])),
-                     "s / image": float(np.mean([r.get("seconds") or np.nan for r in recs])),
-                     "agreement with first": 100 * np.mean([r["prediction"] == first[i]["prediction"] for r, i in zip(recs, common)])})
-    return pd.DataFrame(rows)
 
 
 def build_tiny_clip(folder: str | Path, *, image_size: int = 32, embed_dim: int = 16, seed: int = 0) -> Path:

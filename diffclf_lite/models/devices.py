@@ -1,12 +1,30 @@
-"""Devices named by the user (`cpu`, `cuda`, `cuda:1`, `mps`), checked before any tensor moves: a clear error, not
-an AssertionError from deep inside torch, when the machine lacks the device."""
+"""Where and in what precision an adapter runs: devices named by the user (`cpu`, `cuda`, `cuda:1`, `mps`) and dtypes
+(`fp16`, `bf16`, `fp32`), checked before any tensor moves: a clear error, not an AssertionError from deep inside
+torch, when the machine lacks the device."""
 from __future__ import annotations
 
 import torch
 
-from .profiles import default_device
+__all__ = ["default_device", "resolve_device", "resolve_dtype"]
 
-__all__ = ["resolve_device"]
+DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+          "fp32": torch.float32, "float32": torch.float32}
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """`fp16`/`bf16`/`fp32` (or a torch dtype); None picks fp16 on CUDA (as the paper) and fp32 elsewhere."""
+    if dtype is None:
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
+        return dtype
+    if isinstance(dtype, str) and dtype.lower() in DTYPES:
+        return DTYPES[dtype.lower()]
+    raise ValueError(f"dtype {dtype!r} is not supported; use one of fp16, bf16, fp32.")
+
+
+def default_device() -> torch.device:
+    """cuda when torch sees a GPU, else cpu."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def resolve_device(spec: str | torch.device | None = None) -> torch.device:

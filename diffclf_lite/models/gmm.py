@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from .schedule import alphas_cumprod_from_betas, beta_schedule
+from ..engine import alphas_cumprod_from_betas, beta_schedule
 
 __all__ = ["GaussianMixture"]
 

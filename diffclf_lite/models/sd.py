@@ -12,84 +12,13 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .devices import resolve_device
+from ..data.images import preprocess_image
+from .devices import resolve_device, resolve_dtype
 
-__all__ = ["DEFAULT_MODEL_ID", "SD15_MODEL_ID", "StableDiffusion", "build_tiny_sd", "char_tokenizer", "preprocess_image",
-           "resolve_dtype"]
+__all__ = ["DEFAULT_MODEL_ID", "SD15_MODEL_ID", "StableDiffusion", "build_tiny_sd", "char_tokenizer"]
 
 DEFAULT_MODEL_ID = "stabilityai/stable-diffusion-2-base"  # the paper's headline model, 512 px, eps-prediction
 SD15_MODEL_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # the official code's `runwayml/...` id no longer exists
-DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-          "fp32": torch.float32, "float32": torch.float32}
-
-
-def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """`fp16`/`bf16`/`fp32` (or a torch dtype); None picks fp16 on CUDA (as the paper) and fp32 elsewhere."""
-    if dtype is None:
-        return torch.float16 if device.type == "cuda" else torch.float32
-    if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
-        return dtype
-    if isinstance(dtype, str) and dtype.lower() in DTYPES:
-        return DTYPES[dtype.lower()]
-    raise ValueError(f"dtype {dtype!r} is not supported; use one of fp16, bf16, fp32.")
-
-
-def _to_rgb(image: Any) -> "Image.Image":  # noqa: F821
-    """Any PIL mode (1, L, LA, P, RGBA, CMYK, I;16, I, F...) or HxW(xC) array -> 8-bit RGB; alpha over white."""
-    from PIL import Image
-
-    if isinstance(image, torch.Tensor):
-        image = image.detach().cpu().numpy()
-        if image.ndim == 3 and image.shape[0] in (1, 3, 4):  # CHW -> HWC
-            image = image.transpose(1, 2, 0)
-    if isinstance(image, np.ndarray):
-        arr = image
-        if arr.dtype != np.uint8:  # float arrays are taken as [0, 1]
-            if arr.size and (np.nanmin(arr) < 0 or np.nanmax(arr) > 1):
-                raise ValueError("float image arrays must lie in [0, 1]; pass uint8 arrays for 0..255 data.")
-            arr = np.round(np.nan_to_num(arr) * 255).astype(np.uint8)
-        image = Image.fromarray(arr.squeeze(-1) if arr.ndim == 3 and arr.shape[-1] == 1 else arr)
-    if not isinstance(image, Image.Image):
-        raise ValueError(f"expected a PIL image, a numpy array or a tensor, got {type(image).__name__}.")
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # high bit depth: rescale to 0..255 before 8 bits
-        arr = np.asarray(image, dtype=np.float64)
-        peak = arr.max(initial=0)
-        if image.mode == "F":  # floats: [0, 1] if they fit, else scaled by their maximum
-            top = 1.0 if peak <= 1 else peak
-        else:  # 16-bit modes span 0..65535; 32-bit `I` is read as 8-bit or 16-bit data when it fits
-            top = 65535.0 if image.mode.startswith("I;16") or peak > 255 else 255.0
-            top = max(top, peak)
-        image = Image.fromarray(np.clip(np.round(arr / top * 255), 0, 255).astype(np.uint8), mode="L")
-    if image.mode == "P":
-        image = image.convert("RGBA")
-    if image.mode in ("LA", "RGBA", "PA"):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba)
-    return image.convert("RGB")
-
-
-def preprocess_image(image: Any, resolution: int) -> torch.Tensor:
-    """RGB, bicubic resize of the short side to `resolution`, centre crop, scale to [-1, 1]: (3, R, R) float32."""
-    from PIL import Image
-
-    img = _to_rgb(image)
-    w, h = img.size
-    if min(w, h) < 1:
-        raise ValueError(f"an image of {w}x{h} pixels has nothing to classify; check the file or the array's shape.")
-    scale = resolution / min(w, h)
-    new_w, new_h = max(resolution, round(w * scale)), max(resolution, round(h * scale))
-    left, top = (new_w - resolution) // 2, (new_h - resolution) // 2
-    if new_w * new_h > 4 * resolution**2:  # aspect ratio over 4:1: resample only the kept region, no huge intermediate
-        sx, sy = new_w / w, new_h / h
-        img = img.resize((resolution, resolution), Image.BICUBIC,
-                         box=(left / sx, top / sy, (left + resolution) / sx, (top + resolution) / sy))
-    else:
-        img = img.resize((new_w, new_h), Image.BICUBIC).crop((left, top, left + resolution, top + resolution))
-    x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)  # (3, R, R) in [0, 1]
-    return x * 2 - 1
-
-
 def _hub_offline() -> bool:
     """Whether huggingface_hub runs offline (HF_HUB_OFFLINE=1): a missing model then means 'not cached'."""
     from huggingface_hub import constants

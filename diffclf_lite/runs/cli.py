@@ -1,4 +1,4 @@
-"""Command line: `python -m diffclf_lite.cli evaluate --model ... --data ...` (zero-shot evaluation, Li et al. §5)."""
+"""Command line: `python -m diffclf_lite evaluate --model ... --data ...` (zero-shot evaluation, Li et al. §5)."""
 from __future__ import annotations
 
 import argparse
@@ -10,24 +10,23 @@ __all__ = ["main", "build_parser", "parse_strategy"]
 
 EPILOG = """examples:
   # the paper's CIFAR-10 setting on 200 test images (Colab GPU; downloads SD 2 base and CIFAR-10)
-  python -m diffclf_lite.cli evaluate --data cifar10 --subset 200 --strategy paper --output runs/cifar10
+  python -m diffclf_lite evaluate --data cifar10 --subset 200 --strategy paper --output runs/cifar10
   # your own images: one subfolder per class, 50 evenly spaced timesteps per class
-  python -m diffclf_lite.cli evaluate --data path/to/folder --strategy exhaustive:50 --output runs/mine
+  python -m diffclf_lite evaluate --data path/to/folder --strategy exhaustive:50 --output runs/mine
   # your own prompts (CSV with columns class_index,prompt; several prompts per class are averaged)
-  python -m diffclf_lite.cli evaluate --data path/to/folder --prompts prompts.csv --output runs/mine
+  python -m diffclf_lite evaluate --data path/to/folder --prompts prompts.csv --output runs/mine
   # interrupted? run the same command again: images with a record are skipped (resume)
   # several GPUs: each process takes a share of the images, then one merge builds the table
-  accelerate launch --multi_gpu --num_processes 4 -m diffclf_lite.cli evaluate --data cifar10 --output runs/c10
-  python -m diffclf_lite.cli merge runs/c10
+  accelerate launch --multi_gpu --num_processes 4 -m diffclf_lite evaluate --data cifar10 --output runs/c10
+  python -m diffclf_lite merge runs/c10
 """
 
 
 def parse_strategy(spec: str, dataset: str | None) -> tuple[object, str | None]:
     """`exhaustive:N`, `staged:25,250:5,1`, `paper` (the schedule of --data), `paper:NAME`, `elimination[:N]` or
     `racing[:N]` (N grid timesteps, default 1000) -> (strategy, paper loss)."""
-    from .prompts import canonical_name
-    from .pruning import Racing, SuccessiveElimination
-    from .strategies import PAPER_SCHEDULES, Exhaustive, Staged
+    from ..data.prompts import canonical_name
+    from ..engine import PAPER_SCHEDULES, Exhaustive, Racing, Staged, SuccessiveElimination
 
     kind, _, arg = spec.partition(":")
     kind = kind.strip().lower()
@@ -111,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _prompt_set(args: argparse.Namespace, dataset: object) -> object:
-    from . import prompts as P
+    from ..data import prompts as P
 
     spec = args.prompts
     if spec.lower().endswith((".csv", ".txt")) and not Path(spec).is_file():
@@ -151,11 +150,11 @@ def _process_state(device: str | None) -> object | None:
 
 def run_evaluate(args: argparse.Namespace) -> dict:
     """Everything `evaluate` does, as a function (the tests call it through `main`)."""
-    from .datasets import load_dataset
-    from .devices import resolve_device
+    from ..data.datasets import load_dataset
+    from ..models.devices import resolve_device
+    from ..models.sd import StableDiffusion
     from .evaluate import evaluate
     from .records import fingerprint_folder
-    from .sd import StableDiffusion
 
     for flag in ("subset", "batch_size", "images_per_call", "resolution"):
         value = getattr(args, flag)

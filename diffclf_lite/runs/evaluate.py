@@ -7,15 +7,16 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 
-from .prompts import PromptSet
-from .scoring import classify
+from ..data.prompts import PromptSet
+from ..engine import classify
 
-__all__ = ["Evaluation", "evaluate", "merge", "run_manifest", "planned_nfe", "results_table", "plot_confusion"]
+__all__ = ["Evaluation", "evaluate", "merge", "run_manifest", "planned_nfe", "results_table", "plot_confusion",
+           "compare"]
 
 
 def _finite_or_none(values: torch.Tensor) -> list[float | None]:
@@ -131,8 +132,8 @@ def evaluate(model: Any, dataset: Any, prompts: PromptSet, strategy: Any, *, los
     """
     from tqdm.auto import tqdm
 
+    from ..data.datasets import UnreadableImage
     from . import records as R
-    from .datasets import UnreadableImage
 
     if hasattr(model, "set_prompts"):
         model.set_prompts(list(prompts.prompts))
@@ -289,3 +290,32 @@ def plot_confusion(evaluation: Evaluation, ax: Any = None, normalize: bool = Tru
     ax.set(xlabel="predicted class", ylabel="true class",
            title=f"confusion matrix ({len(evaluation.records)} images, accuracy {evaluation.accuracy:.1%})")
     return ax
+
+
+def compare(evaluations: Mapping[str, Evaluation]) -> "pd.DataFrame":  # noqa: F821
+    """One row per method on the images that every evaluation covered (a time budget may stop one early): accuracy,
+    network evaluations and seconds per image, and agreement with the first method's predictions."""
+    import pandas as pd
+
+    if not evaluations:
+        raise ValueError("compare needs at least one evaluation, e.g. {'diffusion': ev1, 'CLIP': ev2}.")
+    evs = dict(evaluations)
+    names = [tuple(ev.class_names) for ev in evs.values()]
+    if len(set(names)) != 1:
+        raise ValueError("the evaluations use different class lists: compare only runs on the same dataset and classes.")
+    by_index = {m: {r["index"]: r for r in ev.records if "error" not in r} for m, ev in evs.items()}
+    common = sorted(set.intersection(*(set(d) for d in by_index.values())))
+    if not common:
+        raise ValueError("the evaluations share no image: evaluate every method on the same dataset subset.")
+    labels = {m: [d[i]["label"] for i in common] for m, d in by_index.items()}
+    if len({tuple(v) for v in labels.values()}) != 1:
+        raise ValueError("the same image index carries different labels across evaluations: they are not the same images.")
+    first = next(iter(by_index.values()))
+    rows = []
+    for method, d in by_index.items():
+        recs = [d[i] for i in common]
+        rows.append({"method": method, "images": len(common), "accuracy": 100 * np.mean([r["correct"] for r in recs]),
+                     "NFE / image": float(np.mean([r["nfe"] for r in recs])),
+                     "s / image": float(np.mean([r.get("seconds") or np.nan for r in recs])),
+                     "agreement with first": 100 * np.mean([r["prediction"] == first[i]["prediction"] for r, i in zip(recs, common)])})
+    return pd.DataFrame(rows)

@@ -9,9 +9,15 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from .binding_models import CaptionDiffusion, ContrastiveModel, build_tokenizer, make_text_encoder, make_text_unet, \
-    tokenize
-from .training import _lr_at, make_scheduler
+from ..models.captioned import (
+    CaptionDiffusion,
+    ContrastiveModel,
+    build_tokenizer,
+    make_text_encoder,
+    make_text_unet,
+    tokenize,
+)
+from .ddpm import _lr_at, make_scheduler
 
 __all__ = ["BindingConfig", "BindingRun", "train_caption_diffusion", "train_contrastive"]
 

@@ -1,18 +1,13 @@
-"""Train a small class-conditional DDPM (Ho et al. 2020, Alg. 1) with diffusers' UNet2DModel: the chapter 3 model.
+"""Train a small class-conditional DDPM (Ho et al. 2020, Alg. 1) with diffusers' UNet2DModel (chapter 3's model).
 
-Checkpoint folder layout (what `diffclf_lite.classcond.ClassConditionalUNet.from_pretrained` reads):
+Checkpoint folder layout (what `diffclf_lite.models.classcond.ClassConditionalUNet.from_pretrained` reads):
 `config.json` + `diffusion_pytorch_model.safetensors` (the EMA UNet, `save_pretrained`), `scheduler_config.json`
 (the DDPMScheduler whose alphas_cumprod the UNet was trained with) and `training.json` (these settings).
-Run `python -m diffclf_lite.training --help` for the command line.
 """
 from __future__ import annotations
 
-import argparse
 import copy
-import hashlib
 import json
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,12 +16,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-__all__ = ["TrainConfig", "MODEL_PRESETS", "make_unet", "make_scheduler", "train", "TrainResult", "save_checkpoint",
-           "train_digits_model", "DIGITS_CONFIG", "digits_checkpoint", "digits_checkpoint_path", "cache_dir",
-           "main"]
+__all__ = ["TrainConfig", "MODEL_PRESETS", "make_unet", "make_scheduler", "train", "TrainResult", "save_checkpoint"]
 
 TRAINING_FILE = "training.json"
-CHECKPOINT_FORMAT = 2  # part of digits_checkpoint's cache key: 2 = training.json holds the per-step losses
 SCHEDULES = ("linear", "squaredcos_cap_v2")
 
 # UNet2DModel sizes (DiT-style preset registry). Parameter counts are for 1 channel and 11 class embeddings.
@@ -69,9 +61,6 @@ class TrainConfig:
             raise ValueError(f"mixed_precision must be None, 'fp16' or 'bf16', got {self.mixed_precision!r}.")
         if self.steps < 1 or self.batch_size < 1 or not 0 <= self.label_dropout < 1 or not 0 <= self.ema_decay < 1:
             raise ValueError(f"need steps >= 1, batch_size >= 1, 0 <= label_dropout < 1, 0 <= ema_decay < 1: {self}.")
-
-
-DIGITS_CONFIG = TrainConfig()  # the chapter's digits checkpoint (cpu profile): 600 steps of batch 128, seed 0
 
 
 def make_unet(preset: str, num_classes: int, sample_size: int, in_channels: int = 1, null_class: bool = True,
@@ -186,93 +175,3 @@ def save_checkpoint(out_dir: str | Path, result: TrainResult) -> Path:
             "losses": result.losses}
     (out / TRAINING_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
     return out
-
-
-def train_digits_model(out_dir: str | Path, steps: int = DIGITS_CONFIG.steps, seed: int = DIGITS_CONFIG.seed,
-                       preset: str = DIGITS_CONFIG.preset, progress: bool = True, device: str | torch.device = "cpu",
-                       **overrides: Any) -> TrainResult:
-    """The chapter's digits checkpoint: train on the fixed digits split (diffclf_lite.digits) and save to out_dir."""
-    from .digits import DIGITS_SPLIT_SEED, DIGITS_TEST_PER_CLASS, load_digits_split
-
-    split = load_digits_split()
-    extra = {"data": "sklearn digits, 16x16", "split_seed": DIGITS_SPLIT_SEED, "test_per_class": DIGITS_TEST_PER_CLASS}
-    cfg = TrainConfig(**{**asdict(DIGITS_CONFIG), "steps": steps, "seed": seed, "preset": preset, "extra": extra,
-                         **overrides})
-    result = train(split.x_train, split.y_train, cfg, num_classes=10, device=device, progress=progress)
-    save_checkpoint(out_dir, result)
-    return result
-
-
-def cache_dir() -> Path:
-    """Where trained checkpoints are kept between runs: $DIFFCLF_CACHE, else ~/.cache/diffclf-lite."""
-    return Path(os.environ.get("DIFFCLF_CACHE") or Path.home() / ".cache" / "diffclf-lite").expanduser()
-
-
-def _digits_settings(config: TrainConfig | None, steps: int, seed: int, preset: str,
-                     overrides: dict[str, Any]) -> dict[str, Any]:
-    """The settings that differ from DIGITS_CONFIG (a config, or steps/seed/preset plus overrides)."""
-    if config is not None:
-        if overrides:
-            raise ValueError(f"pass either config or keyword settings, not both (got {sorted(overrides)}).")
-        base, mine = asdict(DIGITS_CONFIG), asdict(config)
-        overrides = {k: v for k, v in mine.items() if k not in ("steps", "seed", "preset", "extra") and v != base[k]}
-        steps, seed, preset = config.steps, config.seed, config.preset
-    return {"steps": steps, "seed": seed, "preset": preset, **overrides}
-
-
-def digits_checkpoint_path(steps: int = DIGITS_CONFIG.steps, seed: int = DIGITS_CONFIG.seed,
-                           preset: str = DIGITS_CONFIG.preset, root: str | Path | None = None,
-                           config: TrainConfig | None = None, **overrides: Any) -> Path:
-    """Where digits_checkpoint keeps the checkpoint for these settings (it may not exist yet)."""
-    settings = _digits_settings(config, steps, seed, preset, overrides)
-    key = hashlib.sha256(json.dumps({**settings, "format": CHECKPOINT_FORMAT}, sort_keys=True).encode()).hexdigest()
-    base = Path(root).expanduser() if root is not None else cache_dir()
-    return base / f"digits-ddpm-{settings['preset']}-{settings['steps']}-{key[:12]}"
-
-
-def digits_checkpoint(steps: int = DIGITS_CONFIG.steps, seed: int = DIGITS_CONFIG.seed,
-                      preset: str = DIGITS_CONFIG.preset, root: str | Path | None = None, progress: bool = True,
-                      config: TrainConfig | None = None, device: str | torch.device = "cpu",
-                      **overrides: Any) -> Path:
-    """The digits checkpoint folder for these settings, trained (train_digits_model) only if not already cached.
-
-    Chapters and benchmarks that need a trained digits model share one copy instead of each training it again.
-    Settings come as keywords or as a TrainConfig (`config`); the folder name holds a hash of every setting, so
-    different settings never share a folder. A checkpoint is written into a temporary folder and renamed into place
-    when complete, so an interrupted run leaves nothing that a later call could mistake for a finished checkpoint.
-    """
-    out = digits_checkpoint_path(steps, seed, preset, root, config, **overrides)
-    if (out / TRAINING_FILE).is_file():
-        return out
-    settings = _digits_settings(config, steps, seed, preset, overrides)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}-", dir=out.parent) as tmp:
-        train_digits_model(Path(tmp) / "ckpt", progress=progress, device=device, **settings)
-        try:
-            os.replace(Path(tmp) / "ckpt", out)
-        except OSError:  # another process finished the same checkpoint first: keep theirs
-            if not (out / TRAINING_FILE).is_file():
-                raise
-    return out
-
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m diffclf_lite.training",
-                                description="Train the class-conditional digits DDPM and save it as a checkpoint folder.")
-    p.add_argument("--out", required=True, help="checkpoint folder to write (created if missing)")
-    p.add_argument("--steps", type=int, default=DIGITS_CONFIG.steps, help="optimizer steps (default %(default)s)")
-    p.add_argument("--seed", type=int, default=DIGITS_CONFIG.seed, help="seed of every random draw (default %(default)s)")
-    p.add_argument("--preset", default=DIGITS_CONFIG.preset, choices=sorted(MODEL_PRESETS), help="UNet size")
-    p.add_argument("--batch-size", type=int, default=DIGITS_CONFIG.batch_size, help="images per step")
-    p.add_argument("--lr", type=float, default=DIGITS_CONFIG.lr, help="AdamW peak learning rate")
-    p.add_argument("--schedule", default=DIGITS_CONFIG.schedule, choices=SCHEDULES, help="DDPM beta schedule")
-    p.add_argument("--label-dropout", type=float, default=DIGITS_CONFIG.label_dropout,
-                   help="probability of training on the null class (classifier-free guidance); 0 disables it")
-    args = p.parse_args(argv)
-    r = train_digits_model(args.out, args.steps, args.seed, args.preset, batch_size=args.batch_size, lr=args.lr,
-                           schedule=args.schedule, label_dropout=args.label_dropout)
-    print(f"saved {args.out}: {args.steps} steps in {r.seconds:.0f} s, final loss {sum(r.losses[-50:]) / len(r.losses[-50:]):.4f}")
-
-
-if __name__ == "__main__":
-    main()

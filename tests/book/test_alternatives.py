@@ -7,12 +7,20 @@ import types
 import pytest
 import torch
 
-from diffclf_lite.alternatives import (capture_output, fit_linear_probe, generate_per_class, generate_sd,
-                                       load_sd_pipeline, mid_block_features, noised, per_class_labels,
-                                       sd_from_pipeline)
-from diffclf_lite.classcond import ClassConditionalUNet
-from diffclf_lite.prompts import class_prompts
-from diffclf_lite.sd import StableDiffusion, build_tiny_sd
+from diffclf_lite.book.alternatives import (
+    capture_output,
+    fit_linear_probe,
+    generate_per_class,
+    generate_sd,
+    load_sd_pipeline,
+    mid_block_features,
+    noised,
+    per_class_labels,
+    sd_from_pipeline,
+)
+from diffclf_lite.data.prompts import class_prompts
+from diffclf_lite.models.classcond import ClassConditionalUNet
+from diffclf_lite.models.sd import StableDiffusion, build_tiny_sd
 from diffclf_lite.training import TrainConfig, make_scheduler, save_checkpoint, train
 
 TINY = dict(steps=3, batch_size=4, preset="tiny", warmup_steps=1)
@@ -56,7 +64,7 @@ def test_generation_is_deterministic_under_a_seed(model: ClassConditionalUNet) -
 def test_generated_class_follows_the_label(model: ClassConditionalUNet) -> None:
     """One chunk with every label: the images are exactly model.sample's for those labels (the label reaches the UNet)."""
     x, y = generate_per_class(model, 2, num_inference_steps=3, batch_size=6, seed=1)
-    from diffclf_lite.alternatives import _seeds
+    from diffclf_lite.book.alternatives import _seeds
 
     assert torch.equal(x, model.sample(y.tolist(), 3, seed=_seeds(1, 1)[0]))
     swapped = model.sample(y.flip(0).tolist(), 3, seed=_seeds(1, 1)[0])

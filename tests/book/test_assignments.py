@@ -13,9 +13,9 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from diffclf_lite import assignments as A
+from diffclf_lite.book import assignments as A
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHAPTERS = sorted((ROOT / "book").glob("*.ipynb"))
 PIN = A.read_pin(ROOT)
 EXERCISE = ":::{exercise}\n:label: ex-x\nDouble it.\n:::\n\n:::{solution} ex-x\n:class: dropdown\nTimes two.\n:::"
@@ -40,7 +40,7 @@ def _toy(solution: str = SOLUTION, later: str = "y = 3\nprint(y)") -> nbformat.N
 def test_chapter_follows_the_conventions(path: Path) -> None:
     problems = A.check_notebook(nbformat.read(path, as_version=4), path.stem, PIN)
     assert not problems, f"{path.relative_to(ROOT)}:\n  - " + "\n  - ".join(problems) + (
-        "\nmetadata and the install cell: python -m diffclf_lite.assignments --fix " + str(path.relative_to(ROOT)))
+        "\nmetadata and the install cell: python -m diffclf_lite.book.assignments --fix " + str(path.relative_to(ROOT)))
 
 
 def test_repository_url_and_pin_live_in_config_only() -> None:

@@ -1,20 +1,12 @@
-"""Bundled class names and templates, prompt sets with several prompts per class, datasets and dataset evaluation."""
+"""Bundled class names and templates, prompt sets with several prompts per class, prompt files and class lists."""
 from __future__ import annotations
 
-import json
 import math
-import sys
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-import diffclf_lite as dc
-from conftest import KnownErrorModel
-from diffclf_lite import prompts as P
-from diffclf_lite.datasets import image_folder, synthetic_shapes, torchvision_dataset
-from diffclf_lite.evaluate import evaluate, planned_nfe, plot_confusion
+from diffclf_lite.data import prompts as P
 
 
 @pytest.mark.parametrize("name,n_classes", [("cifar10", 10), ("stl10", 10), ("pets", 37), ("flowers102", 102),
@@ -86,79 +78,24 @@ def test_prompt_csv(tmp_path):
         P.class_prompts(["cat"], "a photo")
 
 
-def test_synthetic_shapes_and_subsets():
-    ds = synthetic_shapes(n_per_class=4, size=32, seed=0)
-    assert len(ds) == 12 and ds.classes == ["circle", "square", "triangle"]
-    assert [ds[i][1] for i in range(6)] == [0, 1, 2, 0, 1, 2]
-    a, b = np.asarray(ds[0][0]), np.asarray(synthetic_shapes(4, 32, seed=0)[0][0])
-    assert a.shape == (32, 32, 3) and np.array_equal(a, b)
-    sub = ds.subset(5, seed=3)
-    assert len(sub) == 5 and sub.indices == sorted(set(sub.indices)) and sub.indices == ds.subset(5, seed=3).indices
-    assert np.array_equal(np.asarray(sub[0][0]), np.asarray(ds[sub.source_index(0)][0]))
+@pytest.mark.parametrize("text,message", [
+    ("index,prompt\n0,a cat\n", "needs the columns class_index and prompt"),
+    ("class_index,text\n0,a cat\n", "needs the columns class_index and prompt"),
+    ("", "needs the columns class_index and prompt"),
+    ("class_index,prompt\n", "no prompts"),
+    ("class_index,prompt,class_name\n0,a cat,cat\n1,a feline,cat\n", "duplicate classes"),
+    ("class_index,prompt\n0,a cat\n2,a dog\n", "without gaps; missing \\[1\\]"),
+    ("class_index,prompt\nzero,a cat\n", ":2: class_index must be a non-negative integer"),
+    ("class_index,prompt\n0,\n", ":2: empty prompt"),
+])
+def test_prompt_files_with_wrong_columns_duplicates_or_gaps(tmp_path, text, message):
+    path = tmp_path / "p.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        P.read_prompt_csv(path)
 
 
-def test_image_folder(tmp_path):
-    for name, colour in [("red_apple", (255, 0, 0)), ("green_pear", (0, 255, 0))]:
-        (tmp_path / name).mkdir()
-        for k in range(2):
-            Image.new("RGB", (10 + k, 8), colour).save(tmp_path / name / f"{k}.png")
-    ds = image_folder(tmp_path)
-    assert ds.classes == ["green pear", "red apple"] and len(ds) == 4
-    img, label = ds[0]
-    assert label == 0 and img.getpixel((0, 0)) == (0, 255, 0)
-    (tmp_path / "empty_class").mkdir()
-    with pytest.raises(ValueError, match="without images"):
-        image_folder(tmp_path)
-    with pytest.raises(ValueError, match="not a folder"):
-        image_folder(tmp_path / "nope")
-
-
-def test_torchvision_missing_gives_a_clear_error(monkeypatch):
-    monkeypatch.setitem(sys.modules, "torchvision", None)  # as on a machine without torchvision
-    monkeypatch.setitem(sys.modules, "torchvision.datasets", None)
-    with pytest.raises(ValueError, match="pip install torchvision"):
-        torchvision_dataset("cifar10")
-
-
-def test_evaluate_records_and_confusion(tmp_path):
-    # known errors: class c's l2 error at timestep t is offset[t, c]^2; prompts 0,1 -> class 0, prompt 2 -> class 1
-    offsets = torch.zeros(1000, 3)
-    offsets[:, 0], offsets[:, 1], offsets[:, 2] = 0.5, 2.0, 1.0  # class errors: (0.25 + 4) / 2 = 2.125 vs 1.0
-    model = KnownErrorModel(torch.zeros(4), offsets)
-    ps = P.PromptSet(("a", "b"), ("p0", "p1", "p2"), (0, 0, 1))
-    data = [([0.0] * 4, 1), ([0.0] * 4, 0)]
-    ev = evaluate(model, data, ps, dc.Exhaustive(5), progress=False, images_per_call=2)
-    assert [r["prediction"] for r in ev.records] == [1, 1] and ev.accuracy == 0.5
-    assert ev.records[0]["class_errors"] == pytest.approx([2.125, 1.0]) and ev.records[0]["nfe"] == 15
-    assert ev.records[0]["prompt_errors"] == pytest.approx([0.25, 4.0, 1.0])
-    assert ev.confusion().tolist() == [[0, 1], [0, 1]]
-    assert ev.table()["prediction_name"].tolist() == ["b", "b"]
-    out = ev.save(tmp_path / "run")
-    lines = (out / "records.jsonl").read_text().splitlines()
-    assert len(lines) == 2 and json.loads(lines[1])["label"] == 0
-    assert json.loads((out / "summary.json").read_text())["accuracy"] == 0.5
-    import matplotlib
-
-    matplotlib.use("Agg")
-    ax = plot_confusion(ev)
-    assert "accuracy 50.0%" in ax.get_title()
-    budget = evaluate(model, data * 3, ps, dc.Exhaustive(5), progress=False, max_seconds=0.0)
-    assert len(budget.records) == 1 and budget.settings["stopped_early"]  # time budget: stops after the first image
-    with pytest.raises(ValueError, match="outside the 2 classes"):
-        evaluate(model, [([0.0] * 4, 5)], ps, dc.Exhaustive(2), progress=False)
-
-
-@pytest.mark.parametrize("name,n_classes,nfe", [("cifar10", 10, 2750), ("stl10", 10, 3000), ("pets", 37, 2050),
-                                                ("food101", 101, 5570), ("flowers102", 102, 5590),
-                                                ("aircraft", 100, 5550), ("imagenet", 1000, 124500)])
-def test_planned_nfe_matches_the_official_code_count(name, n_classes, nfe):
-    samples, keep, _ = dc.PAPER_SCHEDULES[name]
-    assert planned_nfe(dc.Staged(samples, keep), n_classes) == nfe
-    assert planned_nfe(dc.Exhaustive(7), n_classes, n_trials=2) == 14 * n_classes
-
-
-def test_planned_nfe_is_what_classify_spends():
-    model = KnownErrorModel(torch.zeros(4), torch.rand(1000, 6, generator=torch.Generator().manual_seed(0)))
-    strategy = dc.Staged([4, 12], [3, 1])
-    r = dc.classify(model, [[0.0] * 4] * 2, strategy)
-    assert r.nfe.tolist() == [planned_nfe(strategy, 6)] * 2 == [4 * 6 + 8 * 3] * 2
+def test_class_lists_with_duplicates(tmp_path):
+    (tmp_path / "c.txt").write_text("cat\ndog\ncat\n")
+    with pytest.raises(ValueError, match="duplicate class names \\['cat'\\]"):
+        P.read_class_list(tmp_path / "c.txt")

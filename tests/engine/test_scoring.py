@@ -4,7 +4,13 @@ import torch
 
 from conftest import KnownErrorModel, TinyConvEps
 from diffclf_lite import (
-    Exhaustive, GaussianMixture, LOSSES, classify, evaluate_pairs, make_plan, timestep_grid, timestep_weights,
+    LOSSES,
+    Exhaustive,
+    GaussianMixture,
+    classify,
+    make_plan,
+    timestep_grid,
+    timestep_weights,
 )
 
 

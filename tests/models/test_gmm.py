@@ -3,9 +3,9 @@ import math
 
 import pytest
 import torch
-from torch.distributions import Independent, MixtureSameFamily, Categorical, Normal
+from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
 
-from diffclf_lite import GaussianMixture, classify, Exhaustive, make_plan, evaluate_pairs
+from diffclf_lite import GaussianMixture, evaluate_pairs, make_plan
 
 
 def mixture():

@@ -9,7 +9,9 @@ import torch
 from PIL import Image
 
 import diffclf_lite as dc
-from diffclf_lite.sd import StableDiffusion, build_tiny_sd, preprocess_image, resolve_dtype
+from diffclf_lite.data.images import preprocess_image
+from diffclf_lite.models.devices import resolve_dtype
+from diffclf_lite.models.sd import StableDiffusion, build_tiny_sd
 
 PROMPTS = ["a photo of a circle.", "a photo of a square.", "a photo of a triangle."]
 
@@ -70,41 +72,6 @@ def test_prompt_embeddings_are_computed_once(tiny_folder):
     assert calls == [] and m.prompts == PROMPTS[::-1]
     m.set_prompts(PROMPTS + ["a photo of a star."])  # one new prompt: one call, for that prompt only
     assert calls == [1] and m.num_conditions == 4
-
-
-@pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "I;16", "I", "F"])
-def test_preprocessing_accepts_every_pil_mode(mode):
-    rgb = np.random.default_rng(0).integers(0, 256, (30, 50, 3), dtype=np.uint8)
-    grey = rgb.mean(-1)
-    if mode == "I;16":  # a real 16-bit image spans 0..65535
-        img = Image.fromarray((grey * 257).astype(np.uint16))
-    elif mode == "F":  # float images in [0, 1]
-        img = Image.fromarray((grey / 255).astype(np.float32))
-    else:
-        img = Image.fromarray(rgb).convert(mode)
-    assert img.mode == mode
-    x = preprocess_image(img, 32)
-    assert x.shape == (3, 32, 32) and x.dtype == torch.float32
-    assert x.min() >= -1 and x.max() <= 1 and x.std() > 0.01
-
-
-@pytest.mark.parametrize("mode,value,expected", [
-    ("L", 51, 51 / 255), ("I;16", 32768, 32768 / 65535), ("F", 0.25, 0.25), ("I", 200, 200 / 255), ("I", 40000, 40000 / 65535), ("1", 1, 1.0),
-])
-def test_grey_levels_are_scaled_to_minus_one_one(mode, value, expected):
-    img = Image.new(mode, (20, 12), value)
-    x = preprocess_image(img, 16)
-    assert torch.allclose(x, torch.full_like(x, expected * 2 - 1), atol=1 / 255)
-
-
-def test_transparency_is_composited_on_white_and_the_centre_is_kept():
-    clear = Image.new("RGBA", (10, 10), (0, 0, 0, 0))
-    assert torch.allclose(preprocess_image(clear, 8), torch.ones(3, 8, 8))
-    wide = np.zeros((10, 30, 3), dtype=np.uint8)
-    wide[:, 10:20] = (0, 255, 0)  # only the central square is green
-    x = preprocess_image(Image.fromarray(wide), 10)
-    assert x.shape == (3, 10, 10)
-    torch.testing.assert_close(x[:, 2:8, 2:8], torch.tensor([-1.0, 1.0, -1.0])[:, None, None].expand(3, 6, 6), atol=0.05, rtol=0)
 
 
 def test_encode_uses_the_vae_posterior_mean_times_the_scaling_factor(model):

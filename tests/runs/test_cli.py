@@ -10,27 +10,21 @@ from pathlib import Path
 
 import pytest
 
-from diffclf_lite.cli import main, parse_strategy
-from diffclf_lite.sd import build_tiny_sd
-from diffclf_lite.strategies import Exhaustive, Staged
+from diffclf_lite.engine.strategies import Exhaustive, Staged
+from diffclf_lite.runs.cli import main, parse_strategy
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return build_tiny_sd(tmp_path_factory.mktemp("cli") / "tiny")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "diffclf_lite.cli", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "diffclf_lite", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=300, env=env)
 
 
-def test_evaluate_end_to_end_writes_records(tiny, tmp_path, capsys):
+def test_evaluate_end_to_end_writes_records(tiny_sd_folder, tmp_path, capsys):
     out = tmp_path / "run"
-    code = main(["evaluate", "--model", str(tiny), "--data", "synthetic", "--subset", "4", "--strategy", "exhaustive:3",
+    code = main(["evaluate", "--model", str(tiny_sd_folder), "--data", "synthetic", "--subset", "4", "--strategy", "exhaustive:3",
                  "--prompts", "paper", "--batch-size", "5", "--device", "cpu", "--dtype", "fp32", "--output", str(out),
                  "--no-progress"])
     assert code == 0 and "4 images, accuracy" in capsys.readouterr().out
@@ -44,11 +38,11 @@ def test_evaluate_end_to_end_writes_records(tiny, tmp_path, capsys):
     assert (out / "results.csv").read_text().startswith("index,label,label_name")
 
 
-def test_prompt_csv_with_several_prompts_per_class(tiny, tmp_path):
+def test_prompt_csv_with_several_prompts_per_class(tiny_sd_folder, tmp_path):
     csv = tmp_path / "p.csv"
     csv.write_text("class_index,prompt\n0,a circle\n0,a round thing\n1,a square\n2,a triangle\n")
     out = tmp_path / "run"
-    main(["evaluate", "--model", str(tiny), "--data", "synthetic", "--subset", "2", "--strategy", "exhaustive:2",
+    main(["evaluate", "--model", str(tiny_sd_folder), "--data", "synthetic", "--subset", "2", "--strategy", "exhaustive:2",
           "--prompts", str(csv), "--device", "cpu", "--output", str(out), "--no-progress"])
     rec = json.loads((out / "records.jsonl").read_text().splitlines()[0])
     assert len(rec["prompt_errors"]) == 4 and len(rec["class_errors"]) == 3 and rec["nfe"] == 8
@@ -106,7 +100,7 @@ def test_wrong_arguments_give_a_clear_message(args, message, capsys):
 
 def test_speed_benchmark_runs_in_tiny_mode(tmp_path, capsys):
     """benchmarks/sd_speed.py on the CPU: the engine and the official-style loop spend the planned NFE and agree."""
-    from diffclf_lite.evaluate import planned_nfe
+    from diffclf_lite.runs.evaluate import planned_nfe
 
     out = tmp_path / "bench.json"
     script = runpy.run_path(str(ROOT / "benchmarks" / "sd_speed.py"), run_name="sd_speed")  # in process: no re-import
@@ -120,17 +114,17 @@ def test_speed_benchmark_runs_in_tiny_mode(tmp_path, capsys):
     assert "best:" in capsys.readouterr().out
 
 
-def test_killed_run_resumes_to_the_uninterrupted_records(tiny, tmp_path):
+def test_killed_run_resumes_to_the_uninterrupted_records(tiny_sd_folder, tmp_path):
     """`diffclf evaluate` killed with SIGKILL after its first record, then rerun: the same bytes as one clean run."""
     import signal
     import time
 
-    args = ["evaluate", "--model", str(tiny), "--data", "synthetic", "--subset", "6", "--strategy", "exhaustive:4",
+    args = ["evaluate", "--model", str(tiny_sd_folder), "--data", "synthetic", "--subset", "6", "--strategy", "exhaustive:4",
             "--device", "cpu", "--dtype", "fp32", "--batch-size", "4", "--no-progress"]
     assert main([*args, "--output", str(tmp_path / "clean")]) == 0
     out = tmp_path / "killed"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "diffclf_lite.cli", *args, "--output", str(out)], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "diffclf_lite", *args, "--output", str(out)], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while not list((out / "records").glob("*.json")) and proc.poll() is None and time.time() < deadline:

@@ -15,22 +15,22 @@ from pathlib import Path
 
 import pytest
 
-from diffclf_lite import records as R
-from diffclf_lite.evaluate import evaluate, merge
-from diffclf_lite.gmm import GaussianMixture
-from diffclf_lite.prompts import class_prompts
-from diffclf_lite.strategies import Exhaustive
+from diffclf_lite.data.prompts import class_prompts
+from diffclf_lite.engine.strategies import Exhaustive
+from diffclf_lite.models.gmm import GaussianMixture
+from diffclf_lite.runs import records as R
+from diffclf_lite.runs.evaluate import evaluate, merge
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 N_IMAGES = 24
 
 # One script for every run: a 4-class Gaussian mixture (exact eps), a slowed-down eps so that kills land mid-run.
 SCRIPT = """
 import sys, time
-from diffclf_lite.evaluate import evaluate
-from diffclf_lite.gmm import GaussianMixture
-from diffclf_lite.prompts import class_prompts
-from diffclf_lite.strategies import Exhaustive
+from diffclf_lite.runs.evaluate import evaluate
+from diffclf_lite.models.gmm import GaussianMixture
+from diffclf_lite.data.prompts import class_prompts
+from diffclf_lite.engine.strategies import Exhaustive
 
 class Slow(GaussianMixture):
     def eps(self, x_t, t, c):
@@ -171,7 +171,7 @@ def test_damaged_or_foreign_folders_are_named(tmp_path):
 
 
 def test_a_strategy_setting_its_repr_leaves_out_is_still_compared(tmp_path):
-    from diffclf_lite.pruning import SuccessiveElimination
+    from diffclf_lite.engine.strategies import SuccessiveElimination
 
     model = GaussianMixture.random(3, 4, separation=1.5, seed=0)
     data = [(p.tolist(), int(c)) for p, c in zip(*model.sample(1, seed=0))]

@@ -9,11 +9,11 @@ prediction is the alive class of least mean error.
 """
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from typing import Any, Protocol
 
 import torch
 
-__all__ = ["Strategy", "StrategyState", "Exhaustive", "Staged", "weighted_mean", "PAPER_SCHEDULES"]
+__all__ = ["Strategy", "StrategyState", "Exhaustive", "Candidates", "weighted_mean"]
 
 Request = tuple[torch.Tensor, torch.Tensor]  # rows (N, S) bool, classes (N, C) bool
 
@@ -62,76 +62,39 @@ class _ExhaustiveState:
         return request
 
 
-class Staged:
-    """Li et al. Alg. 2 as the official code runs it: stage i evaluates an evenly strided sub-grid of
-    n_samples[i] points of one grid of max(n_samples) timesteps (skipping timesteps already evaluated) for
-    the surviving classes, then keeps the to_keep[i] classes of least mean error over all evaluations so far."""
+class Candidates:
+    """Any strategy, restricted to each sample's own candidate conditions: candidates (N, C) bool."""
 
-    def __init__(self, n_samples: Sequence[int], to_keep: Sequence[int]) -> None:
-        n_samples, to_keep = [int(n) for n in n_samples], [int(k) for k in to_keep]
-        if not n_samples or len(n_samples) != len(to_keep):
-            raise ValueError(
-                f"n_samples {n_samples} and to_keep {to_keep} must be non-empty and of the same length "
-                "(one entry per stage)."
-            )
-        if min(n_samples) < 1 or min(to_keep) < 1:
-            raise ValueError(f"every stage needs at least one sample and one kept class: {n_samples}, {to_keep}.")
-        if any(b <= a for a, b in zip(n_samples, n_samples[1:])):
-            raise ValueError(f"n_samples must grow from stage to stage (each stage refines the grid), got {n_samples}.")
-        if any(b > a for a, b in zip(to_keep, to_keep[1:])):
-            raise ValueError(f"to_keep must shrink (or stay) from stage to stage, got {to_keep}.")
-        self.n_samples, self.to_keep = n_samples, to_keep
-        self.n_timesteps = max(n_samples)
+    def __init__(self, strategy: Strategy, candidates: torch.Tensor) -> None:
+        self.strategy, self.candidates = strategy, torch.as_tensor(candidates, dtype=torch.bool)
+        self.n_timesteps = strategy.n_timesteps
 
-    def start(self, n_samples: int, n_classes: int, weights: torch.Tensor, n_trials: int = 1) -> "_StagedState":
-        if self.to_keep[0] > n_classes:
-            raise ValueError(
-                f"the first stage keeps {self.to_keep[0]} classes but there are only {n_classes} candidates; "
-                "lower to_keep or use Exhaustive."
-            )
-        return _StagedState(self, n_samples, n_classes, weights, n_trials)
-
-    def stage_grid(self, stage: int) -> list[int]:
-        """Grid positions of stage `stage`: the official code's `t_to_eval[stride // 2 :: stride][:n]`."""
-        n, S = self.n_samples[stage], self.n_timesteps
-        stride = S // n
-        return list(range(stride // 2, S, stride))[:n]
+    def start(self, n_samples: int, n_classes: int, weights: torch.Tensor, n_trials: int = 1) -> "_CandidatesState":
+        if tuple(self.candidates.shape) != (n_samples, n_classes):
+            raise ValueError(f"candidates must be shaped (samples, conditions) = ({n_samples}, {n_classes}), "
+                             f"got {tuple(self.candidates.shape)}.")
+        if bool((self.candidates.sum(1) < 1).any()):
+            raise ValueError("every sample needs at least one candidate condition.")
+        state = self.strategy.start(n_samples, n_classes, weights, n_trials)
+        state.alive &= self.candidates  # the inner strategy never ranks or requests a non-candidate
+        return _CandidatesState(state, self.candidates)
 
     def __repr__(self) -> str:
-        return f"Staged(n_samples={self.n_samples}, to_keep={self.to_keep})"
+        return f"Candidates({self.strategy!r}, {int(self.candidates.sum(1).max())} per sample)"
 
 
-class _StagedState:
-    def __init__(self, strategy: Staged, n_samples: int, n_classes: int, weights: torch.Tensor, n_trials: int) -> None:
-        self.strategy, self.weights, self.n_trials, self.stage = strategy, weights, n_trials, 0
-        self.alive = torch.ones(n_samples, n_classes, dtype=torch.bool)
-        self.evaluated = torch.zeros(strategy.n_timesteps, dtype=torch.bool)  # all samples move in lockstep
+class _CandidatesState:
+    def __init__(self, inner: Any, candidates: torch.Tensor) -> None:
+        self.inner, self.candidates = inner, candidates
 
-    def next(self, errors: torch.Tensor) -> Request | None:
-        s = self.strategy
-        if self.stage > 0:  # prune after the previous stage's evaluations
-            means = weighted_mean(errors, self.weights).masked_fill(~self.alive, float("inf"))  # (N, C)
-            keep = torch.sort(means, dim=1, stable=True).indices[:, : s.to_keep[self.stage - 1]]
-            self.alive = torch.zeros_like(self.alive).scatter_(1, keep, True)
-        if self.stage == len(s.n_samples):
+    @property
+    def alive(self) -> torch.Tensor:
+        return self.inner.alive & self.candidates
+
+    def next(self, errors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        request = self.inner.next(errors)
+        if request is None:
             return None
-        rows = torch.zeros_like(self.evaluated)
-        rows[s.stage_grid(self.stage)] = True
-        rows &= ~self.evaluated  # timesteps already evaluated are reused, never evaluated again
-        self.evaluated |= rows
-        self.stage += 1
-        entries = rows.repeat_interleave(self.n_trials)  # every noise draw of the chosen grid points
-        return entries.expand(len(self.alive), -1), self.alive.clone()
-
-
-# Li et al. Table 6 / official code: (evaluations per stage, classes kept per stage, loss).
-PAPER_SCHEDULES: dict[str, tuple[tuple[int, ...], tuple[int, ...], str]] = {
-    "cifar10": ((50, 500), (5, 1), "l1"),
-    "stl10": ((100, 500), (5, 1), "l1"),
-    "pets": ((25, 250), (5, 1), "l1"),
-    "flowers102": ((20, 50, 100, 500), (20, 10, 5, 1), "l1"),
-    "food101": ((20, 50, 100, 500), (20, 10, 5, 1), "l2"),
-    "aircraft": ((20, 50, 100, 500), (20, 10, 5, 1), "l2"),
-    "imagenet": ((50, 100, 500, 1000), (500, 50, 10, 1), "l2"),
-    "objectnet": ((50, 100, 500, 1000), (25, 10, 5, 1), "l2"),
-}
+        rows, classes = request
+        classes = classes & self.candidates
+        return rows & classes.any(1, keepdim=True), classes
