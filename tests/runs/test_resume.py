@@ -78,7 +78,7 @@ def test_sigkill_at_random_points_then_resume_equals_an_uninterrupted_run(script
     out, rng, kills = tmp_path / "out", random.Random(0), 0
     for _ in range(4):  # kill after a random number of finished records, plus a random delay (mid-write too)
         target = len(R.done_indices(out)) + rng.randint(1, 4)
-        proc = subprocess.Popen([sys.executable, str(script), str(out), "0.004"], env=_env(),
+        proc = subprocess.Popen([sys.executable, str(script), str(out), "0.02"], env=_env(),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.time() + 240
         while len(R.done_indices(out)) < target and proc.poll() is None and time.time() < deadline:
