@@ -3,7 +3,7 @@ predict the class whose text embedding has the largest cosine similarity with th
 ensembling. Same prompts (`PromptSet`) as the diffusion classifier; `runs.evaluate_clip` records a dataset in the same
 result type (`Evaluation`), so a CLIP row lines up with a diffusion row.
 
-Needs transformers (the `sd` extra); imported lazily, `import diffclf_lite` does not load this module.
+Needs transformers (the `sd` extra), imported inside the functions that use it: `import diffclf_lite` does not load it.
 """
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Stable Diffusion as an EpsModel (Li et al. 2023, §3 and §5.1): VAE posterior-mean latents, cached prompt
 embeddings, and eps_theta(x_t, t, c) from the UNet. Same code for hub models and the offline stand-in.
 
-Needs the `sd` extra (diffusers, transformers); imported lazily, `import diffclf_lite` does not load this module.
+Needs the `sd` extra (diffusers, transformers), imported inside the functions that use it: `import diffclf_lite`
+loads neither.
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ __all__ = ["DEFAULT_MODEL_ID", "SD15_MODEL_ID", "StableDiffusion", "build_tiny_s
 
 DEFAULT_MODEL_ID = "stabilityai/stable-diffusion-2-base"  # the paper's headline model, 512 px, eps-prediction
 SD15_MODEL_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # the official code's `runwayml/...` id no longer exists
+
+
 def _hub_offline() -> bool:
     """Whether huggingface_hub runs offline (HF_HUB_OFFLINE=1): a missing model then means 'not cached'."""
     from huggingface_hub import constants

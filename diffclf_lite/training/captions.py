@@ -32,7 +32,7 @@ class BindingConfig:
     warmup_steps: int = 50
     weight_decay: float = 0.0
     seed: int = 0
-    preset: str = "small"  # UNet2DConditionModel size (binding_models.UNET_PRESETS)
+    preset: str = "small"  # UNet2DConditionModel size (models.captioned.UNET_PRESETS)
     text_width: int = 64
     text_layers: int = 2
     schedule: str = "linear"  # DDPM beta schedule

@@ -22,6 +22,7 @@ __all__ = ["DIGITS_CONFIG", "train_digits_model", "digits_checkpoint", "digits_c
 CHECKPOINT_FORMAT = 2  # part of digits_checkpoint's cache key: 2 = training.json holds the per-step losses
 DIGITS_CONFIG = TrainConfig()  # the chapter's digits checkpoint (cpu profile): 600 steps of batch 128, seed 0
 
+
 def train_digits_model(out_dir: str | Path, steps: int = DIGITS_CONFIG.steps, seed: int = DIGITS_CONFIG.seed,
                        preset: str = DIGITS_CONFIG.preset, progress: bool = True, device: str | torch.device = "cpu",
                        **overrides: Any) -> TrainResult:
