@@ -13,20 +13,8 @@ from .contract import EpsModel, check_model
 from .plan import Plan, make_plan, timestep_grid
 from .schedule import alphas_cumprod_from_betas, beta_schedule, timestep_weights
 from .scoring import LOSSES, ClassificationResult, classify, evaluate_pairs, replay
-from .strategies import (
-                          PAPER_SCHEDULES,
-                          Candidates,
-                          Exhaustive,
-                          ProfiledRacing,
-                          Racing,
-                          Staged,
-                          Strategy,
-                          SuccessiveElimination,
-                          density_order,
-                          grid_order,
-                          timestep_profile,
-                          weighted_mean,
-)
+from .strategies import (PAPER_SCHEDULES, Candidates, Exhaustive, ProfiledRacing, Racing, Staged, Strategy,
+                         SuccessiveElimination, density_order, grid_order, timestep_profile, weighted_mean)
 
 __all__ = [
     "EpsModel", "check_model", "beta_schedule", "alphas_cumprod_from_betas", "timestep_weights", "Plan",

@@ -9,14 +9,8 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..models.captioned import (
-    CaptionDiffusion,
-    ContrastiveModel,
-    build_tokenizer,
-    make_text_encoder,
-    make_text_unet,
-    tokenize,
-)
+from ..models.captioned import (CaptionDiffusion, ContrastiveModel, build_tokenizer, make_text_encoder, make_text_unet,
+                                tokenize)
 from .ddpm import _lr_at, make_scheduler
 
 __all__ = ["BindingConfig", "BindingRun", "train_caption_diffusion", "train_contrastive"]

@@ -7,17 +7,9 @@ import types
 import pytest
 import torch
 
-from diffclf_lite.book.alternatives import (
-    capture_output,
-    fit_linear_probe,
-    generate_per_class,
-    generate_sd,
-    load_sd_pipeline,
-    mid_block_features,
-    noised,
-    per_class_labels,
-    sd_from_pipeline,
-)
+from diffclf_lite.book.alternatives import (capture_output, fit_linear_probe, generate_per_class, generate_sd,
+                                            load_sd_pipeline, mid_block_features, noised, per_class_labels,
+                                            sd_from_pipeline)
 from diffclf_lite.data.prompts import class_prompts
 from diffclf_lite.models.classcond import ClassConditionalUNet
 from diffclf_lite.models.sd import StableDiffusion, build_tiny_sd

@@ -3,21 +3,14 @@ from __future__ import annotations
 
 import random
 
+import pytest
 import torch
 
 import diffclf_lite as dc
 from conftest import SHAPES3
 from diffclf_lite.book.binding import TASKS, binding_benchmark, diffusion_choice, make_distractors
-from diffclf_lite.data.scenes import (
-    Caption,
-    Obj,
-    change_colour,
-    change_shape,
-    describes,
-    make_scenes,
-    parse_caption,
-    swap_colours,
-)
+from diffclf_lite.data.scenes import (Caption, Obj, change_colour, change_shape, describes, make_scenes, parse_caption,
+                                      swap_colours)
 
 
 # ---- distractors ----
@@ -67,3 +60,12 @@ def test_controls_never_pick_a_word_outside_the_given_vocabulary() -> None:
     assert all(change_colour(c, rng, ("red", "blue", "green")) in (
         Caption(Obj("green", "circle"), "left", c.second), Caption(c.first, "left", Obj("green", "square")))
         for _ in range(10))
+
+
+def test_bad_benchmark_inputs_get_clear_errors() -> None:
+    with pytest.raises(ValueError, match="unknown task"):
+        binding_benchmark({}, torch.zeros(1, 3, 16, 16), [parse_caption("a red circle left of a blue square")],
+                          dc.Exhaustive(2), tasks=["colour swapped"])
+    cap = parse_caption("a red circle left of a blue square")
+    with pytest.raises(ValueError, match="nothing to choose"):
+        diffusion_choice(None, torch.zeros(1, 3, 16, 16), [cap], [cap], dc.Exhaustive(2))

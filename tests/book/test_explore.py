@@ -9,15 +9,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from diffclf_lite import Exhaustive, GaussianMixture, Plan, classify, evaluate_pairs, make_plan  # noqa: E402
-from diffclf_lite.book.explore import (  # noqa: E402
-    WithModelError,
-    denoising_view,
-    difference_moments,
-    exact_weighted_error,
-    explorer,
-    plot_denoising_view,
-    unpaired_mean_errors,
-)
+from diffclf_lite.book.explore import (WithModelError, denoising_view, difference_moments, exact_weighted_error,  # noqa: E402
+                                       explorer, plot_denoising_view, unpaired_mean_errors)
 
 
 def gmm2(**kw):

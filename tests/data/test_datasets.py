@@ -11,13 +11,8 @@ from PIL import Image
 from conftest import PIL_MODES as MODES
 from conftest import centre_rgb as _rgb
 from conftest import two_class_folder as _folder
-from diffclf_lite.data.datasets import (
-    UnreadableImage,
-    image_folder,
-    load_dataset,
-    synthetic_shapes,
-    torchvision_dataset,
-)
+from diffclf_lite.data.datasets import (UnreadableImage, image_folder, load_dataset, synthetic_shapes,
+                                        torchvision_dataset)
 from diffclf_lite.data.images import preprocess_image
 
 

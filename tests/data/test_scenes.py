@@ -1,21 +1,12 @@
-"""Generated two-object scenes: deterministic, drawn as captioned, held-out groups, and caption swaps."""
+"""Generated two-object scenes: deterministic, drawn as captioned, held-out groups, caption swaps, and
+clear errors for bad scenes and captions."""
 from __future__ import annotations
 
+import pytest
 import torch
 
-from diffclf_lite.data.scenes import (
-    COLOURS,
-    Caption,
-    Obj,
-    Scene,
-    caption_of,
-    describes,
-    make_scenes,
-    parse_caption,
-    scene_groups,
-    swap_colours,
-    swap_relation,
-)
+from diffclf_lite.data.scenes import (COLOURS, Caption, Obj, Scene, caption_of, describes, make_scenes, parse_caption,
+                                      scene_groups, swap_colours, swap_relation)
 
 
 # ---- scenes ----
@@ -53,3 +44,24 @@ def test_swaps_are_involutions() -> None:
     assert swap_colours(swap_colours(c)) == c and swap_relation(swap_relation(c)) == c
     assert describes(swap_relation(c), Scene(Obj("blue", "square"), Obj("red", "circle")))
     assert caption_of(Scene(c.first, c.second), "right") == Caption(c.second, "right", c.first)
+
+
+def test_bad_scenes_and_captions_get_clear_errors() -> None:
+    with pytest.raises(ValueError, match="unknown colour"):
+        Obj("mauve", "circle")
+    with pytest.raises(ValueError, match="unknown shape"):
+        Obj("red", "hexagon")
+    with pytest.raises(ValueError, match="unknown colour"):
+        make_scenes(4, "train", colours=("red", "blue", "mauve"))
+    with pytest.raises(ValueError, match="at least 3 distinct colours"):
+        make_scenes(4, "train", colours=("red", "blue"))
+    with pytest.raises(ValueError, match="at least 3 distinct colours and 3 distinct shapes"):
+        make_scenes(4, "train", shapes=("circle", "square"))
+    with pytest.raises(ValueError, match="differ in colour and in shape"):
+        Scene(Obj("red", "circle"), Obj("red", "square"))
+    with pytest.raises(ValueError, match="at least one scene"):
+        make_scenes(0, "train")
+    with pytest.raises(ValueError, match="split"):
+        make_scenes(4, "validation")
+    with pytest.raises(ValueError, match="not a caption"):
+        parse_caption("a red circle")

@@ -9,17 +9,9 @@ import pytest
 import torch
 
 import diffclf_lite as dc
-from diffclf_lite.data.winoground import (
-    WinogroundExample,
-    clip_scores,
-    diffusion_scores,
-    group_correct,
-    image_correct,
-    load_winoground,
-    synthetic_winoground,
-    text_correct,
-    winoground_scores,
-)
+from diffclf_lite.data.winoground import (WinogroundExample, clip_scores, diffusion_scores, group_correct,
+                                          image_correct, load_winoground, synthetic_winoground, text_correct,
+                                          winoground_scores)
 
 
 # ---- Winoground scores (Thrush et al. 2022 §3.2): S[caption, image] ----

@@ -8,11 +8,7 @@ from scipy import stats
 
 from conftest import known_model, noisy_offsets
 from diffclf_lite import Exhaustive, GaussianMixture, classify, grid_order, timestep_grid
-from diffclf_lite.engine.strategies import (  # noqa: E402
-    ProfiledRacing,
-    density_order,
-    timestep_profile,
-)
+from diffclf_lite.engine.strategies import ProfiledRacing, density_order, timestep_profile
 
 
 def test_profile_finds_where_differences_vary_and_the_order_follows_it():

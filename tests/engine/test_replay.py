@@ -3,12 +3,8 @@ import pytest
 import torch
 
 from diffclf_lite import Exhaustive, GaussianMixture, Racing, SuccessiveElimination, classify
-from diffclf_lite.engine.scoring import replay  # noqa: E402
-from diffclf_lite.engine.strategies import (  # noqa: E402
-    ProfiledRacing,
-    Staged,  # noqa: E402
-    timestep_profile,
-)
+from diffclf_lite.engine.scoring import replay
+from diffclf_lite.engine.strategies import ProfiledRacing, Staged, timestep_profile
 
 
 def test_replay_gives_the_live_decisions_and_nfe():

@@ -3,15 +3,7 @@ import pytest
 import torch
 
 from conftest import KnownErrorModel, TinyConvEps
-from diffclf_lite import (
-    LOSSES,
-    Exhaustive,
-    GaussianMixture,
-    classify,
-    make_plan,
-    timestep_grid,
-    timestep_weights,
-)
+from diffclf_lite import LOSSES, Exhaustive, GaussianMixture, classify, make_plan, timestep_grid, timestep_weights
 
 
 def test_timestep_grid_is_the_official_grid():

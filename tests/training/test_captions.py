@@ -4,9 +4,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import SHAPES3
-from diffclf_lite.data.scenes import (
-    make_scenes,
-)
+from diffclf_lite.data.scenes import make_scenes
 from diffclf_lite.training.captions import BindingConfig, train_caption_diffusion, train_contrastive
 
 
