@@ -102,7 +102,6 @@ def two_class_folder(tmp_path: Path) -> Path:
 
 
 # ---- fixtures shared by several test folders: built once per session ----
-SHAPES3 = ("circle", "square", "triangle")
 TEMPLATES = ["a photo of a {}.", "a drawing of a {}.", "a {} on a plain background."]
 
 
@@ -151,18 +150,8 @@ def shapes():
 
 
 @pytest.fixture(scope="session")
-def train_set():
-    """Captioned two-object scenes to train the small captioned models on."""
-    from diffclf_lite.data.scenes import make_scenes
+def miniature_folder(tmp_path_factory) -> Path:
+    """The miniature Stable Diffusion and CLIP trained for a few steps (MINIATURE_SMOKE): real classes, no skill."""
+    from diffclf_lite.training.miniature import MINIATURE_SMOKE, miniature_models
 
-    return make_scenes(64, "train", seed=0, size=16, shapes=SHAPES3)
-
-
-@pytest.fixture(scope="session")
-def models(train_set):
-    """(caption diffusion run, contrastive run), trained briefly on `train_set`."""
-    from diffclf_lite.training.captions import BindingConfig, train_caption_diffusion, train_contrastive
-
-    cfg = BindingConfig(steps=25, batch_size=16, preset="tiny", lr=3e-3, warmup_steps=2, text_width=32)
-    return (train_caption_diffusion(train_set.images, train_set.texts, cfg, progress=False),
-            train_contrastive(train_set.images, train_set.texts, cfg, progress=False))
+    return miniature_models(MINIATURE_SMOKE, root=tmp_path_factory.mktemp("miniature"), progress=False)

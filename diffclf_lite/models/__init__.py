@@ -4,7 +4,7 @@
 - `gmm`: an analytic Gaussian mixture with an exact denoiser and exact log p(x | c) (the known answers).
 - `sd`: Stable Diffusion (diffusers), from a hub id or a local folder; conditions are prompts.
 - `classcond`: class-conditional diffusers UNet2DModel and DiT; conditions are class labels.
-- `captioned`: the small caption-conditional diffusion model and contrastive model the book trains.
+- `miniature`: the miniature Stable Diffusion and CLIP the book trains (the real library classes, made small).
 - `clip`: CLIP zero-shot classification, the contrastive baseline (not an eps-model).
 - `devices`: where and in what precision an adapter runs.
 Diffusers and transformers are imported inside the adapters that need them.
