@@ -4,7 +4,7 @@ The package in layers, each importing only the ones above it:
 
 - `engine/`: the algorithm. One model contract (`EpsModel`), a shared (t, eps) Monte Carlo plan, batched error
   evaluation, and strategies that decide which (timestep, class) pairs to spend network evaluations on.
-- `data/`: images, prompts and class names (datasets, digits, generated scenes, Winoground).
+- `data/`: images, prompts and class names (datasets, digits, the miniature world, Winoground).
 - `models/`: adapters behind the contract (Gaussian mixture, Stable Diffusion, class-conditional UNet and DiT,
   CLIP, the small caption-conditional models).
 - `training/`: recipes for the small models the book trains on a CPU, cached per machine.

@@ -4,6 +4,7 @@
 - `prompts` (+ `classnames/*.json`): the paper's class names and templates, a user's class list or prompt CSV.
 - `datasets`: the paper's datasets (torchvision), image folders, synthetic shapes that exist offline.
 - `digits`: scikit-learn's digits (offline), CIFAR-10 and ImageNet folders for the class-conditional chapter.
-- `scenes`: generated two-object scenes with captions (attribute binding).
+- `miniature`: the miniature world of captioned images (coloured handwritten digits) and its zero-shot tasks.
+- `scenes`: captions of two-object images and their distractors (attribute binding).
 - `winoground`: Winoground's examples and its text, image and group scores.
 """
