@@ -16,7 +16,7 @@ from ..data.prompts import PromptSet
 from ..engine import classify
 
 __all__ = ["Evaluation", "evaluate", "merge", "run_manifest", "planned_nfe", "results_table", "plot_confusion",
-           "compare"]
+           "compare", "mcnemar"]
 
 
 def _finite_or_none(values: torch.Tensor) -> list[float | None]:
@@ -294,7 +294,8 @@ def plot_confusion(evaluation: Evaluation, ax: Any = None, normalize: bool = Tru
 
 def compare(evaluations: Mapping[str, Evaluation]) -> "pd.DataFrame":  # noqa: F821
     """One row per method on the images that every evaluation covered (a time budget may stop one early): accuracy,
-    network evaluations and seconds per image, and agreement with the first method's predictions."""
+    network evaluations and seconds per image, agreement with the first method's predictions, and McNemar's paired
+    test against the first method (`mcnemar`; empty in the first row)."""
     import pandas as pd
 
     if not evaluations:
@@ -311,11 +312,32 @@ def compare(evaluations: Mapping[str, Evaluation]) -> "pd.DataFrame":  # noqa: F
     if len({tuple(v) for v in labels.values()}) != 1:
         raise ValueError("the same image index carries different labels across evaluations: they are not the same images.")
     first = next(iter(by_index.values()))
+    first_right = np.array([bool(first[i]["correct"]) for i in common])
     rows = []
     for method, d in by_index.items():
         recs = [d[i] for i in common]
-        rows.append({"method": method, "images": len(common), "accuracy": 100 * np.mean([r["correct"] for r in recs]),
+        right = np.array([bool(r["correct"]) for r in recs])
+        rows.append({"method": method, "images": len(common), "accuracy": 100 * right.mean(),
                      "NFE / image": float(np.mean([r["nfe"] for r in recs])),
                      "s / image": float(np.mean([r.get("seconds") or np.nan for r in recs])),
-                     "agreement with first": 100 * np.mean([r["prediction"] == first[i]["prediction"] for r, i in zip(recs, common)])})
+                     "agreement with first": 100 * np.mean([r["prediction"] == first[i]["prediction"] for r, i in zip(recs, common)]),
+                     **(mcnemar(first_right, right) if rows else dict.fromkeys(_MCNEMAR_FIELDS, np.nan))})
     return pd.DataFrame(rows)
+
+
+_MCNEMAR_FIELDS = ("only first right", "only this right", "McNemar p vs first")
+
+
+def mcnemar(first_right: Any, other_right: Any) -> dict[str, float]:
+    """McNemar's exact test of two classifiers on the same images (McNemar 1947): of the images exactly one of them
+    gets right, under equal accuracy each is equally likely to be either one's, so the count is Binomial(n, 1/2).
+    Returns the two discordant counts and the two-sided p-value (1 when no image is discordant)."""
+    from scipy.stats import binomtest
+
+    a, b = np.asarray(first_right, dtype=bool), np.asarray(other_right, dtype=bool)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"need one correct/incorrect flag per image for both classifiers, got {a.shape} and {b.shape}.")
+    only_first, only_other = int((a & ~b).sum()), int((~a & b).sum())
+    n = only_first + only_other
+    p = binomtest(only_other, n, 0.5).pvalue if n else 1.0
+    return dict(zip(_MCNEMAR_FIELDS, (only_first, only_other, float(p))))

@@ -54,3 +54,18 @@ def test_planned_nfe_is_what_classify_spends():
     strategy = dc.Staged([4, 12], [3, 1])
     r = dc.classify(model, [[0.0] * 4] * 2, strategy)
     assert r.nfe.tolist() == [planned_nfe(strategy, 6)] * 2 == [4 * 6 + 8 * 3] * 2
+
+
+def test_mcnemar_counts_the_discordant_images_and_tests_them_exactly() -> None:
+    from scipy.stats import binom
+
+    from diffclf_lite.runs.evaluate import mcnemar
+
+    first = [True] * 10 + [False] * 2 + [True] * 5
+    other = [False] * 10 + [True] * 2 + [True] * 5  # 10 images only the first gets right, 2 only the other
+    out = mcnemar(first, other)
+    assert (out["only first right"], out["only this right"]) == (10, 2)
+    assert out["McNemar p vs first"] == pytest.approx(2 * binom.cdf(2, 12, 0.5))  # by hand: 2 P(X <= 2), X ~ B(12, 1/2)
+    assert mcnemar(first, first)["McNemar p vs first"] == 1.0
+    with pytest.raises(ValueError, match="one correct"):
+        mcnemar([True, False], [True])
