@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -76,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "a folder with one subfolder of images per class, or 'synthetic' (offline shapes)")
     ev.add_argument("--data-root", default="data", help="where torchvision keeps/downloads datasets (default: %(default)s)")
     ev.add_argument("--prompts", default="paper",
-                    help="'paper' (the paper's single template for the dataset), 'all' (CLIP's template ensemble, errors "
+                    help="'paper' (the paper's single template for the dataset; for a folder, its own prompts.csv if it "
+                         "has one), 'all' (CLIP's template ensemble, errors "
                          "averaged per class), a CSV with columns class_index,prompt, or a .txt class list (see --template)")
     ev.add_argument("--template", default="a photo of a {}.",
                     help="template for folder/synthetic/class-list classes; {} is the class name (default: %(default)r)")
@@ -106,6 +108,20 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Merge the records every process wrote into records.jsonl, summary.json, results.csv.")
     mg.add_argument("folder", help="the --output folder of `diffclf evaluate`")
     mg.add_argument("--partial", action="store_true", help="merge even if some images have no record yet")
+    mini = sub.add_parser("miniature", help="train the miniature Stable Diffusion and CLIP, or write their test sets",
+                          description="The miniature text-to-image world of the book (chapters 2 and 4).")
+    mini_sub = mini.add_subparsers(dest="action", required=True, metavar="ACTION")
+    tr = mini_sub.add_parser("train", help="train both models (once per machine: cached) and copy them to OUT/sd, OUT/clip")
+    tr.add_argument("out", help="folder to write sd/ (a Stable Diffusion hub layout) and clip/ (a CLIPModel) into")
+    tr.add_argument("--seed", type=int, default=0, help="seed of the data and of every random draw (default %(default)s)")
+    tr.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    da = mini_sub.add_parser("data", help="write the held-out zero-shot test sets as image folders under OUT/data/",
+                             description="Write OUT/data/<task>/ for the tasks digit, colour and position: one folder "
+                                         "of PNGs per class, classes.txt, prompts.csv (the training template, used by "
+                                         "`diffclf evaluate --data OUT/data/<task>`) and prompts_held_out.csv.")
+    da.add_argument("out", help="folder to write data/<task>/ into")
+    da.add_argument("--images", type=int, default=200, help="test images per task (default %(default)s)")
+    da.add_argument("--seed", type=int, default=0, help="seed of the test images (default %(default)s)")
     return parser
 
 
@@ -121,6 +137,9 @@ def _prompt_set(args: argparse.Namespace, dataset: object) -> object:
         return P.class_prompts(P.read_class_list(spec), args.template)
     if spec not in ("paper", "all"):
         raise ValueError(f"--prompts {spec!r}: use paper, all, a .csv file (class_index,prompt) or a .txt class list.")
+    own = Path(args.data) / "prompts.csv"
+    if spec == "paper" and dataset.name not in P.DATASETS and own.is_file():  # a folder that carries its own prompts
+        return P.read_prompt_csv(own)
     if dataset.name in P.DATASETS:
         return P.dataset_prompts(dataset.name, spec)
     return P.class_prompts(dataset.classes, args.template)
@@ -185,6 +204,29 @@ def run_evaluate(args: argparse.Namespace) -> dict:
     return _report(result, args.output, is_main=state is None or state.is_main_process)
 
 
+def run_miniature(args: argparse.Namespace) -> None:
+    """`diffclf miniature train OUT` / `diffclf miniature data OUT`."""
+    import shutil
+
+    out = Path(args.out)
+    if args.action == "data":
+        from ..data.miniature import TASKS, write_task
+
+        if args.images < 1:
+            raise ValueError(f"--images must be at least 1, got {args.images}.")
+        for task in TASKS:
+            print(f"{task}: {args.images} images in {write_task(out / 'data' / task, task, args.images, args.seed)}")
+        return
+    from ..training.miniature import MINIATURE_CONFIG, miniature_models
+
+    config = MINIATURE_CONFIG if args.seed == MINIATURE_CONFIG.seed else replace(MINIATURE_CONFIG, seed=args.seed)
+    cached = miniature_models(config, progress=not args.no_progress)
+    for part in ("sd", "clip"):
+        shutil.copytree(cached / part, out / part, dirs_exist_ok=True)
+    shutil.copy2(cached / "training.json", out / "training.json")
+    print(f"miniature Stable Diffusion in {out / 'sd'}, CLIP in {out / 'clip'} (trained once, cached in {cached})")
+
+
 def _report(result: object, folder: str, is_main: bool = True) -> dict:
     summary = result.summary()
     if is_main:
@@ -205,6 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .evaluate import merge
 
             _report(merge(args.folder, allow_partial=args.partial), args.folder)
+        elif args.command == "miniature":
+            run_miniature(args)
         else:
             run_evaluate(args)
     except (ValueError, OSError) as err:  # OSError: a missing or unreadable file, named in its message
