@@ -99,7 +99,7 @@ def test_hub_failure_explains_the_licence_and_login(tmp_path, monkeypatch):
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(ValueError, match="accept the licence.*huggingface-cli login"):
+    with pytest.raises(ValueError, match="hf download facebook/winoground --repo-type dataset.*accept its licence.*hf auth login"):
         load_winoground("facebook/winoground", cache_dir=tmp_path)
 
 
