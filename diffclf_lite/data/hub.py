@@ -108,7 +108,8 @@ def _offline() -> bool:
 def load_error(family: str, source: str | Path, err: BaseException, layout: str, revision: str | None = None) -> ValueError:
     """A ValueError for a model or dataset that could not be loaded from `source`: the cause in words, the current
     `hf` command that fixes it, and the working ids of the table for this family ('sd', 'clip', 'dit', 'winoground')."""
-    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.errors import (GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError,
+                                        RevisionNotFoundError)
 
     src, cause = str(source), _hub_cause(err)
     repo_type = "dataset" if family == "winoground" else "model"

@@ -174,7 +174,8 @@ class DiTClassifier(_ClassCondBase):
         from diffusers import DiTPipeline  # lazy
 
         src, revision, variant = pinned(path_or_id, revision, half=dtype == torch.float16)  # the table's pins
-        src = _local_or_hub(src, f"pass a folder written by DiTPipeline.save_pretrained or the hub id {HUB['dit-xl-2-256'].repo_id}.")
+        src = _local_or_hub(src, "pass a folder written by DiTPipeline.save_pretrained or the hub id "
+                                 f"{HUB['dit-xl-2-256'].repo_id}.")
         kw = {"torch_dtype": dtype} if dtype != torch.float32 else {}  # fp32 is the default
         try:
             pipe = load_with_variant(lambda variant: DiTPipeline.from_pretrained(src, revision=revision, variant=variant,
