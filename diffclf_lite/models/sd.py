@@ -17,7 +17,7 @@ from ..data.hub import HUB, load_error, load_with_variant, pinned
 from ..data.images import preprocess_image
 from .devices import resolve_device, resolve_dtype
 
-__all__ = ["DEFAULT_MODEL_ID", "SD15_MODEL_ID", "StableDiffusion", "build_tiny_sd", "char_tokenizer"]
+__all__ = ["DEFAULT_MODEL_ID", "SD15_MODEL_ID", "StableDiffusion", "build_tiny_sd", "save_sd_folder", "char_tokenizer"]
 
 DEFAULT_MODEL_ID = HUB["sd2-base"].repo_id  # the paper's headline model, 512 px, eps-prediction (see data/hub.py)
 SD15_MODEL_ID = HUB["sd1.5"].repo_id
@@ -205,14 +205,11 @@ def char_tokenizer(model_max_length: int = 77) -> Any:
 def build_tiny_sd(folder: str | Path, *, latent_size: int = 8, prediction_type: str = "epsilon", seed: int = 0) -> Path:
     """Build a tiny random-weight pipeline of SD's classes (UNet2DConditionModel, AutoencoderKL with 8x downsampling,
     CLIPTextModel + CLIPTokenizer, PNDM scheduler with SD's scaled_linear betas) and save it like a hub folder."""
-    import diffusers
     from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    folder = Path(folder)
     torch.manual_seed(seed)
     tokenizer = char_tokenizer(77)
-    tokenizer.save_pretrained(folder / "tokenizer")
     text_encoder = CLIPTextModel(CLIPTextConfig(
         vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
         max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
@@ -227,12 +224,21 @@ def build_tiny_sd(folder: str | Path, *, latent_size: int = 8, prediction_type: 
         sample_size=latent_size * 8, scaling_factor=0.18215)
     scheduler = PNDMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                               skip_prk_steps=True, set_alpha_to_one=False, steps_offset=1, prediction_type=prediction_type)
-    parts = {"unet": unet, "vae": vae, "text_encoder": text_encoder, "scheduler": scheduler}
+    return save_sd_folder(folder, unet, vae, text_encoder, tokenizer, scheduler)
+
+
+def save_sd_folder(folder: str | Path, unet: Any, vae: Any, text_encoder: Any, tokenizer: Any, scheduler: Any) -> Path:
+    """Save Stable Diffusion's parts like a hub folder (one subfolder each and model_index.json), so that
+    `StableDiffusion.from_pretrained` and diffusers' StableDiffusionPipeline load it: stand-ins and benchmark builds."""
+    import diffusers
+
+    folder = Path(folder)
+    parts = {"unet": unet, "vae": vae, "text_encoder": text_encoder, "scheduler": scheduler, "tokenizer": tokenizer}
     for name, part in parts.items():
         part.save_pretrained(folder / name)
     index = {"_class_name": "StableDiffusionPipeline", "_diffusers_version": diffusers.__version__,
              "feature_extractor": [None, None], "safety_checker": [None, None], "requires_safety_checker": False,
              **{k: ["diffusers" if k in ("unet", "vae", "scheduler") else "transformers", type(v).__name__]
-                for k, v in {**parts, "tokenizer": tokenizer}.items()}}
+                for k, v in parts.items()}}
     (folder / "model_index.json").write_text(json.dumps(index, indent=2), encoding="utf-8")  # as save_pretrained writes it
     return folder
