@@ -90,7 +90,7 @@ def test_gpu_check_tiny_runs_every_chapter_path_from_the_shipped_configs(tmp_pat
     assert all(r["s/image"] > 0 for r in out["rows"]) and json.loads((tmp_path / "check.json").read_text())["tiny"]
 
 
-def test_sd_speed_counts_attention_flops_and_resets_the_compiler(capsys):
+def test_sd_speed_counts_attention_flops_and_resets_the_compiler():
     bench = load("sd_speed")
     # SD 2 base at 64x64 latents: ~678 GFLOP without self-attention, ~804 with it (counted here, not written anywhere)
     assert 790 < bench.unet_gflop(bench.SD2_BASE_UNET, 64) < 820
@@ -102,6 +102,3 @@ def test_sd_speed_counts_attention_flops_and_resets_the_compiler(capsys):
     assert bench.compiled_graphs() == 1
     bench.reset_compiler()
     assert bench.compiled_graphs() == 0  # a later compiled row starts from nothing, with its own recompile budget
-    rows = bench.main(["--tiny", "--batch-sizes", "16", "--schedule", "4,8:2,1"])
-    assert all(r["graphs"] == 0 and r["peak dtype"] == "fp32" for r in rows)  # eager rows say so
-    assert "% of the fp32 matmul rate" in capsys.readouterr().out
