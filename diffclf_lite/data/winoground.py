@@ -70,7 +70,8 @@ def group_correct(scores: Any) -> torch.Tensor:
 
 
 def winoground_scores(scores: Any, tags: Sequence[str] | None = None) -> "pd.DataFrame":  # noqa: F821
-    """Text, image and group scores in % (chance: 25, 25, 16.7), overall and per tag present (rows)."""
+    """Text, image and group scores in % (chance: 25, 25, 16.7), overall and per tag present (rows), each with its
+    standard error in points (binomial, sqrt(p (1 - p) / n): what a rerun on other examples may move it by)."""
     import pandas as pd
 
     s = _check(scores)
@@ -81,8 +82,11 @@ def winoground_scores(scores: Any, tags: Sequence[str] | None = None) -> "pd.Dat
             raise ValueError(f"{len(tags)} tags for {len(s)} score matrices: give one tag per example.")
         for tag in [t for t in TAGS if t in tags] + sorted(set(tags) - set(TAGS)):
             groups[tag] = torch.tensor([t == tag for t in tags])
-    rows = [{"subset": g, "examples": int(m.sum()), **{k: 100 * v[m].double().mean().item() for k, v in parts.items()}}
-            for g, m in groups.items()]
+    rows = []
+    for g, m in groups.items():
+        n, means = int(m.sum()), {k: v[m].double().mean().item() for k, v in parts.items()}
+        rows.append({"subset": g, "examples": n, **{k: 100 * p for k, p in means.items()},
+                     **{f"{k} SE": 100 * (p * (1 - p) / n) ** 0.5 for k, p in means.items()}})
     return pd.DataFrame(rows).set_index("subset")
 
 
