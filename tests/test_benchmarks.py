@@ -1,5 +1,6 @@
 """The benchmark scripts run (tiny sizes) and print their tables: they stay working between real runs."""
 import importlib.util
+import json
 import pathlib
 
 import pytest
@@ -75,3 +76,29 @@ def test_pruning_benchmark_rejects_unknown_problems(capsys):
     with pytest.raises(SystemExit):
         load("pruning").main(["--seeds", "0,one"])
     assert "--seeds takes comma-separated integers" in capsys.readouterr().err
+
+
+def test_gpu_check_tiny_runs_every_chapter_path_from_the_shipped_configs(tmp_path):
+    """--tiny: the same builders, loaders and chapter code paths as on a GPU, with shrunken configs on the CPU."""
+    out = load("gpu_check").main(["--tiny", "--out", str(tmp_path / "check.json")])
+    rows = {(r["chapter"], r["what"].split(",")[0].split(":")[0]): r for r in out["rows"]}
+    assert set(c for c, _ in rows) == {"ch2_stable_diffusion", "ch3_class_conditional", "ch3b_alternatives",
+                                       "ch4_clip_vs_diffusion"}
+    assert rows[("ch2_stable_diffusion", "classify")]["nfe/image"] == 25 * 10 + 225 * 5  # the halved CIFAR-10 schedule
+    assert rows[("ch3_class_conditional", "DiT classify 10 classes")]["nfe/image"] == 25 * 10 + 225 * 3
+    assert rows[("ch4_clip_vs_diffusion", "OpenCLIP ViT-H/14")]["logits"] == [32, 10]
+    assert all(r["s/image"] > 0 for r in out["rows"]) and json.loads((tmp_path / "check.json").read_text())["tiny"]
+
+
+def test_sd_speed_counts_attention_flops_and_resets_the_compiler():
+    bench = load("sd_speed")
+    # SD 2 base at 64x64 latents: ~678 GFLOP without self-attention, ~804 with it (counted here, not written anywhere)
+    assert 790 < bench.unet_gflop(bench.SD2_BASE_UNET, 64) < 820
+    import torch
+
+    f = torch.compile(lambda x: x * 2 + 1, backend="eager")  # no C++ toolchain needed
+    bench.reset_compiler()
+    f(torch.ones(3))
+    assert bench.compiled_graphs() == 1
+    bench.reset_compiler()
+    assert bench.compiled_graphs() == 0  # a later compiled row starts from nothing, with its own recompile budget

@@ -191,3 +191,33 @@ def test_no_unsafe_deserialisation_in_the_package():
     assert not hits, f"unsafe loads (use safetensors or torch.load(..., weights_only=True)): {hits}"
     assert UNSAFE.search("torch.load(path)") and UNSAFE.search("import pickle")  # the pattern can fail
     assert not UNSAFE.search("torch.load(path, weights_only=True)")
+
+
+def _tracked_text_files() -> list[Path]:
+    out = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    return [ROOT / f for f in out if Path(f).suffix in (".py", ".ipynb", ".md", ".yml", ".yaml", ".toml", ".cfg", ".txt")
+            and (ROOT / f).is_file()]
+
+
+def test_no_removed_hub_id_or_retired_command_anywhere():
+    """Stability AI's SD 2 repositories are gone from the hub and the old hub CLI is now `hf`: nothing may use them."""
+    gone = ["stabilityai/stable-diffusion-2" + "-base", "huggingface" + "-cli", "runwayml/" + "stable-diffusion-v1-5"]
+    hits = [f"{f.relative_to(ROOT)}: {g}" for f in _tracked_text_files() for g in gone
+            if g in f.read_text(encoding="utf-8", errors="replace")]
+    assert not hits, f"dead hub ids or commands (use diffclf_lite/data/hub.py's table and `hf`): {hits}"
+
+
+SD_NEEDS = re.compile(r"(?:from|import) (?:diffusers|transformers|diffclf_lite\.(?:models\.(?:sd|clip|classcond|captioned)|"
+                      r"training|book\.alternatives))\b")
+
+
+@pytest.mark.parametrize("path", _notebooks(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_chapters_that_need_diffusers_install_the_sd_extra_on_colab(path: Path) -> None:
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    code = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    needs = sorted(set(SD_NEEDS.findall("\n".join(code[1:]))))
+    extras = re.search(r"diffclf-lite\[([\w,]+)\]", code[0])
+    if needs:
+        assert extras and "sd" in extras.group(1).split(","), (
+            f"{path.name} imports {needs} but its Colab install cell does not install the `sd` extra")
+    assert SD_NEEDS.search("from diffclf_lite.training import x") and not SD_NEEDS.search("from diffclf_lite.data import x")

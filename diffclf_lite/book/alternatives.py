@@ -57,11 +57,19 @@ def load_sd_pipeline(model: str | Path, device: str | torch.device | None = None
     """diffusers' StableDiffusionPipeline from a hub id or folder, without safety checker, progress bars off."""
     from diffusers import StableDiffusionPipeline  # lazy: the `sd` extra
 
+    from ..data.hub import load_error, load_with_variant, pinned
     from ..models.devices import resolve_device, resolve_dtype
 
     dev = resolve_device(device)  # a clear error when the named GPU does not exist
-    pipe = StableDiffusionPipeline.from_pretrained(str(model), torch_dtype=resolve_dtype(dtype, dev),
-                                                   safety_checker=None, requires_safety_checker=False)
+    dt = resolve_dtype(dtype, dev)
+    src, revision, variant = pinned(model, half=dt == torch.float16)  # the table's pins and fp16 files
+    try:
+        pipe = load_with_variant(lambda variant: StableDiffusionPipeline.from_pretrained(
+            src, revision=revision, variant=variant, torch_dtype=dt, safety_checker=None, requires_safety_checker=False),
+            variant)
+    except (OSError, ValueError) as err:
+        raise load_error("sd", src, err, "model_index.json and the pipeline's folders (what save_pretrained writes)",
+                         revision) from err
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(dev)
 

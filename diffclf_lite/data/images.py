@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["to_rgb", "preprocess_image"]
+__all__ = ["to_rgb", "official_resize_crop", "preprocess_image"]
 
 
 def to_rgb(image: Any) -> "Image.Image":  # noqa: F821
@@ -45,17 +45,27 @@ def to_rgb(image: Any) -> "Image.Image":  # noqa: F821
     return image.convert("RGB")
 
 
+def official_resize_crop(width: int, height: int, resolution: int) -> tuple[int, int, int, int]:
+    """(resized width, resized height, left, top) of torchvision's Resize(resolution) then CenterCrop(resolution), the
+    official code's transform. From pytorch/vision torchvision/transforms/functional.py: `_compute_resized_output_size`
+    sets the short side to `resolution` and the long one to `int(resolution * long / short)` (truncated, not rounded);
+    `center_crop` offsets are `int(round((image_height - crop_height) / 2.0))` (Python's round: halves go to even)."""
+    short, long = (width, height) if width <= height else (height, width)
+    new_long = int(resolution * long / short)
+    new_w, new_h = (resolution, new_long) if width <= height else (new_long, resolution)
+    return new_w, new_h, int(round((new_w - resolution) / 2.0)), int(round((new_h - resolution) / 2.0))
+
+
 def preprocess_image(image: Any, resolution: int) -> torch.Tensor:
-    """RGB, bicubic resize of the short side to `resolution`, centre crop, scale to [-1, 1]: (3, R, R) float32."""
+    """RGB, bicubic resize of the short side to `resolution`, centre crop, scale to [-1, 1]: (3, R, R) float32,
+    rounded exactly as the official code's torchvision transforms round (`official_resize_crop`)."""
     from PIL import Image
 
     img = to_rgb(image)
     w, h = img.size
     if min(w, h) < 1:
         raise ValueError(f"an image of {w}x{h} pixels has nothing to classify; check the file or the array's shape.")
-    scale = resolution / min(w, h)
-    new_w, new_h = max(resolution, round(w * scale)), max(resolution, round(h * scale))
-    left, top = (new_w - resolution) // 2, (new_h - resolution) // 2
+    new_w, new_h, left, top = official_resize_crop(w, h, resolution)
     if new_w * new_h > 4 * resolution**2:  # aspect ratio over 4:1: resample only the kept region, no huge intermediate
         sx, sy = new_w / w, new_h / h
         img = img.resize((resolution, resolution), Image.BICUBIC,

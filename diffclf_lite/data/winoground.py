@@ -15,10 +15,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from .hub import HUB, load_error
+
 __all__ = ["WINOGROUND_ID", "TAGS", "WinogroundExample", "load_winoground", "synthetic_winoground", "text_correct",
            "image_correct", "group_correct", "winoground_scores", "clip_scores", "diffusion_scores"]
 
-WINOGROUND_ID = "facebook/winoground"
+WINOGROUND_ID = HUB["winoground"].repo_id  # every hub id lives in data/hub.py
 TAGS = ("Object", "Relation", "Both")  # the `collapsed_tag` of every example
 _FILES = ("data/examples.jsonl", "data/images.zip")  # the hub layout; images.zip holds images/<name>.png
 
@@ -68,7 +70,8 @@ def group_correct(scores: Any) -> torch.Tensor:
 
 
 def winoground_scores(scores: Any, tags: Sequence[str] | None = None) -> "pd.DataFrame":  # noqa: F821
-    """Text, image and group scores in % (chance: 25, 25, 16.7), overall and per tag present (rows)."""
+    """Text, image and group scores in % (chance: 25, 25, 16.7), overall and per tag present (rows), each with its
+    standard error in points (binomial, sqrt(p (1 - p) / n): what a rerun on other examples may move it by)."""
     import pandas as pd
 
     s = _check(scores)
@@ -79,8 +82,11 @@ def winoground_scores(scores: Any, tags: Sequence[str] | None = None) -> "pd.Dat
             raise ValueError(f"{len(tags)} tags for {len(s)} score matrices: give one tag per example.")
         for tag in [t for t in TAGS if t in tags] + sorted(set(tags) - set(TAGS)):
             groups[tag] = torch.tensor([t == tag for t in tags])
-    rows = [{"subset": g, "examples": int(m.sum()), **{k: 100 * v[m].double().mean().item() for k, v in parts.items()}}
-            for g, m in groups.items()]
+    rows = []
+    for g, m in groups.items():
+        n, means = int(m.sum()), {k: v[m].double().mean().item() for k, v in parts.items()}
+        rows.append({"subset": g, "examples": n, **{k: 100 * p for k, p in means.items()},
+                     **{f"{k} SE": 100 * (p * (1 - p) / n) ** 0.5 for k, p in means.items()}})
     return pd.DataFrame(rows).set_index("subset")
 
 
@@ -138,12 +144,7 @@ def load_winoground(source: str | Path = WINOGROUND_ID, *, token: str | bool | N
         paths = [hf_hub_download(str(source), f, repo_type="dataset", token=token, revision=revision, cache_dir=cache_dir)
                  for f in _FILES]
     except Exception as err:  # GatedRepoError, RepositoryNotFoundError, offline...: one message that teaches
-        raise ValueError(
-            f"could not download {source!r} from the Hugging Face hub ({type(err).__name__}: {str(err)[:200]}). Winoground "
-            f"is gated: open https://huggingface.co/datasets/{WINOGROUND_ID}, log in, accept the licence, then log in "
-            "here with `huggingface-cli login` (or `from huggingface_hub import notebook_login; notebook_login()`). "
-            "Or pass a folder holding examples.jsonl and images.zip."
-        ) from err
+        raise load_error("winoground", source, err, "data/examples.jsonl and data/images.zip", revision) from err
     return _read_folder(Path(paths[0]).parent)
 
 

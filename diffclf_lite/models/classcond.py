@@ -12,6 +12,8 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..data.hub import HUB, load_error, load_with_variant, pinned
+
 __all__ = ["ClassConditionalUNet", "DiTClassifier", "to_model_range", "save_tiny_dit"]
 
 
@@ -145,7 +147,7 @@ class ClassConditionalUNet(_ClassCondBase):
 
 
 class DiTClassifier(_ClassCondBase):
-    """DiT (Peebles & Xie 2023) in a VAE latent space as an EpsModel, e.g. `facebook/DiT-XL-2-256` (Li et al. Table 4).
+    """DiT (Peebles & Xie 2023) in a VAE latent space as an EpsModel, e.g. DiT-XL/2 at 256 px (Li et al. Table 4).
 
     encode: VAE posterior mean x scaling factor (as Li et al. do for Stable Diffusion). eps: the transformer
     predicts eps and a learned variance stacked on the channel axis; the first half is eps. DiT's null class
@@ -165,15 +167,22 @@ class DiTClassifier(_ClassCondBase):
         self.encode_batch_size = int(encode_batch_size)
 
     @classmethod
-    def from_pretrained(cls, path_or_id: str | Path = "facebook/DiT-XL-2-256", device: str | torch.device = "cpu",
-                        dtype: torch.dtype = torch.float32, class_ids: Sequence[int] | None = None) -> "DiTClassifier":
+    def from_pretrained(cls, path_or_id: str | Path = HUB["dit-xl-2-256"].repo_id, device: str | torch.device = "cpu",
+                        dtype: torch.dtype = torch.float32, class_ids: Sequence[int] | None = None,
+                        revision: str | None = None) -> "DiTClassifier":
         """Load a diffusers DiTPipeline folder or hub id and keep its transformer, VAE and noise schedule."""
         from diffusers import DiTPipeline  # lazy
 
-        src = _local_or_hub(path_or_id, "pass a folder written by DiTPipeline.save_pretrained or the hub id "
-                                        "facebook/DiT-XL-2-256.")
+        src, revision, variant = pinned(path_or_id, revision, half=dtype == torch.float16)  # the table's pins
+        src = _local_or_hub(src, "pass a folder written by DiTPipeline.save_pretrained or the hub id "
+                                 f"{HUB['dit-xl-2-256'].repo_id}.")
         kw = {"torch_dtype": dtype} if dtype != torch.float32 else {}  # fp32 is the default
-        pipe = DiTPipeline.from_pretrained(src, **kw)
+        try:
+            pipe = load_with_variant(lambda variant: DiTPipeline.from_pretrained(src, revision=revision, variant=variant,
+                                                                                 **kw), variant)
+        except (OSError, ValueError) as err:
+            raise load_error("dit", src, err, "transformer/, vae/, scheduler/ and model_index.json (what "
+                             "DiTPipeline.save_pretrained writes)", revision) from err
         transformer, vae = pipe.transformer.to(device), pipe.vae.to(device)
         return cls(transformer, vae, pipe.scheduler.alphas_cumprod, class_ids)
 

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..data.hub import HUB, load_error, pinned
 from ..data.images import to_rgb
 from ..data.prompts import PromptSet
 from .devices import resolve_device, resolve_dtype
@@ -20,8 +21,8 @@ from .sd import char_tokenizer
 
 __all__ = ["CLIP_L14", "OPENCLIP_H14", "CLIPClassifier", "ensemble_embeddings", "build_tiny_clip"]
 
-CLIP_L14 = "openai/clip-vit-large-patch14"  # CLIP ViT-L/14 (Li et al. Table 3)
-OPENCLIP_H14 = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"  # OpenCLIP ViT-H/14 (Li et al. Tables 1 and 3)
+CLIP_L14 = HUB["clip-l14"].repo_id  # CLIP ViT-L/14 (Li et al. Table 3); every hub id lives in data/hub.py
+OPENCLIP_H14 = HUB["openclip-h14"].repo_id  # OpenCLIP ViT-H/14 (Li et al. Tables 1 and 3)
 
 
 def _normalise(x: torch.Tensor) -> torch.Tensor:
@@ -71,16 +72,14 @@ class CLIPClassifier:
 
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
+        src, revision, _ = pinned(model, revision)
         kw = {"revision": revision, "local_files_only": local_files_only}
         try:
-            net = CLIPModel.from_pretrained(str(model), **kw)  # cast in __init__ (`dtype=` is transformers>=4.56)
-            processor = CLIPProcessor.from_pretrained(str(model), **kw)
+            net = CLIPModel.from_pretrained(src, **kw)  # cast in __init__ (`dtype=` is transformers>=4.56)
+            processor = CLIPProcessor.from_pretrained(src, **kw)
         except (OSError, ValueError, TypeError) as err:
-            raise ValueError(
-                f"could not load a CLIP model from {str(model)!r} ({type(err).__name__}: {str(err)[:300]}). Pass a hub id "
-                f"such as {CLIP_L14!r} or {OPENCLIP_H14!r}, or a folder holding config.json, the weights and the "
-                "processor files (what CLIPModel.save_pretrained and CLIPProcessor.save_pretrained write)."
-            ) from err
+            raise load_error("clip", src, err, "config.json, the weights and the processor files (what "
+                             "CLIPModel.save_pretrained and CLIPProcessor.save_pretrained write)", revision) from err
         return cls(net, processor, device=dev, dtype=dt, name=name or Path(str(model)).name)
 
     @torch.inference_mode()

@@ -13,20 +13,15 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..data.hub import HUB, load_error, load_with_variant, pinned
 from ..data.images import preprocess_image
 from .devices import resolve_device, resolve_dtype
 
-__all__ = ["DEFAULT_MODEL_ID", "SD15_MODEL_ID", "StableDiffusion", "build_tiny_sd", "char_tokenizer"]
+__all__ = ["DEFAULT_MODEL_ID", "SD15_MODEL_ID", "StableDiffusion", "build_tiny_sd", "save_sd_folder", "char_tokenizer"]
 
-DEFAULT_MODEL_ID = "stabilityai/stable-diffusion-2-base"  # the paper's headline model, 512 px, eps-prediction
-SD15_MODEL_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # the official code's `runwayml/...` id no longer exists
-
-
-def _hub_offline() -> bool:
-    """Whether huggingface_hub runs offline (HF_HUB_OFFLINE=1): a missing model then means 'not cached'."""
-    from huggingface_hub import constants
-
-    return bool(constants.HF_HUB_OFFLINE)
+DEFAULT_MODEL_ID = HUB["sd2-base"].repo_id  # the paper's headline model, 512 px, eps-prediction (see data/hub.py)
+SD15_MODEL_ID = HUB["sd1.5"].repo_id
+_LAYOUT = "unet/, vae/, text_encoder/, tokenizer/ and scheduler/ (what save_pretrained writes)"
 
 
 def _place(module: Any, device: torch.device, dtype: torch.dtype) -> Any:
@@ -79,22 +74,19 @@ class StableDiffusion:
 
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
-        src, kw = str(model), {"revision": revision, "local_files_only": local_files_only}
+        src, revision, variant = pinned(model, revision, variant, half=dt == torch.float16)  # the table's pins
+        kw = {"revision": revision, "local_files_only": local_files_only}
         try:
-            unet = UNet2DConditionModel.from_pretrained(src, subfolder="unet", torch_dtype=dt, variant=variant, **kw)
-            vae = AutoencoderKL.from_pretrained(src, subfolder="vae", torch_dtype=dt, variant=variant, **kw)
-            text_encoder = CLIPTextModel.from_pretrained(src, subfolder="text_encoder", variant=variant, **kw)
+            def parts(variant: str | None) -> tuple[Any, Any, Any]:
+                return (UNet2DConditionModel.from_pretrained(src, subfolder="unet", torch_dtype=dt, variant=variant, **kw),
+                        AutoencoderKL.from_pretrained(src, subfolder="vae", torch_dtype=dt, variant=variant, **kw),
+                        CLIPTextModel.from_pretrained(src, subfolder="text_encoder", variant=variant, **kw))
+
+            unet, vae, text_encoder = load_with_variant(parts, variant)  # fp16 files where the repository has them
             tokenizer = CLIPTokenizer.from_pretrained(src, subfolder="tokenizer", **kw)
             config = DDPMScheduler.load_config(src, subfolder="scheduler", **kw)
         except (OSError, ValueError) as err:
-            offline = "" if Path(src).exists() or not _hub_offline() else (
-                f"HF_HUB_OFFLINE is set and {src!r} is not in the local hub cache: download it once with network "
-                f"(`huggingface-cli download {src}`) or unset HF_HUB_OFFLINE. ")
-            raise ValueError(
-                f"could not load a Stable Diffusion model from {src!r} ({type(err).__name__}: {str(err)[:300]}). {offline}Pass a hub "
-                f"id such as {DEFAULT_MODEL_ID!r} or {SD15_MODEL_ID!r} (the old 'runwayml/stable-diffusion-v1-5' is gone), "
-                "or a folder with unet/, vae/, text_encoder/, tokenizer/ and scheduler/ (what save_pretrained writes)."
-            ) from err
+            raise load_error("sd", src, err, _LAYOUT, revision) from err
         scheduler = DDPMScheduler.from_config(config)
         return cls(unet, vae, text_encoder, tokenizer, scheduler.alphas_cumprod, prompts, device=dev, dtype=dt,
                    resolution=resolution, prediction_type=scheduler.config.prediction_type, **kwargs)
@@ -213,14 +205,11 @@ def char_tokenizer(model_max_length: int = 77) -> Any:
 def build_tiny_sd(folder: str | Path, *, latent_size: int = 8, prediction_type: str = "epsilon", seed: int = 0) -> Path:
     """Build a tiny random-weight pipeline of SD's classes (UNet2DConditionModel, AutoencoderKL with 8x downsampling,
     CLIPTextModel + CLIPTokenizer, PNDM scheduler with SD's scaled_linear betas) and save it like a hub folder."""
-    import diffusers
     from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    folder = Path(folder)
     torch.manual_seed(seed)
     tokenizer = char_tokenizer(77)
-    tokenizer.save_pretrained(folder / "tokenizer")
     text_encoder = CLIPTextModel(CLIPTextConfig(
         vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
         max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
@@ -235,12 +224,21 @@ def build_tiny_sd(folder: str | Path, *, latent_size: int = 8, prediction_type: 
         sample_size=latent_size * 8, scaling_factor=0.18215)
     scheduler = PNDMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                               skip_prk_steps=True, set_alpha_to_one=False, steps_offset=1, prediction_type=prediction_type)
-    parts = {"unet": unet, "vae": vae, "text_encoder": text_encoder, "scheduler": scheduler}
+    return save_sd_folder(folder, unet, vae, text_encoder, tokenizer, scheduler)
+
+
+def save_sd_folder(folder: str | Path, unet: Any, vae: Any, text_encoder: Any, tokenizer: Any, scheduler: Any) -> Path:
+    """Save Stable Diffusion's parts like a hub folder (one subfolder each and model_index.json), so that
+    `StableDiffusion.from_pretrained` and diffusers' StableDiffusionPipeline load it: stand-ins and benchmark builds."""
+    import diffusers
+
+    folder = Path(folder)
+    parts = {"unet": unet, "vae": vae, "text_encoder": text_encoder, "scheduler": scheduler, "tokenizer": tokenizer}
     for name, part in parts.items():
         part.save_pretrained(folder / name)
     index = {"_class_name": "StableDiffusionPipeline", "_diffusers_version": diffusers.__version__,
              "feature_extractor": [None, None], "safety_checker": [None, None], "requires_safety_checker": False,
              **{k: ["diffusers" if k in ("unet", "vae", "scheduler") else "transformers", type(v).__name__]
-                for k, v in {**parts, "tokenizer": tokenizer}.items()}}
+                for k, v in parts.items()}}
     (folder / "model_index.json").write_text(json.dumps(index, indent=2), encoding="utf-8")  # as save_pretrained writes it
     return folder

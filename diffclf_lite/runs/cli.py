@@ -7,6 +7,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
+from ..data.hub import HUB, pinned
+
 __all__ = ["main", "build_parser", "parse_strategy"]
 
 EPILOG = """examples:
@@ -69,9 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="classify a dataset with Stable Diffusion and write per-image records",
                         description="Zero-shot classification of a dataset with a Stable Diffusion model.",
                         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ev.add_argument("--model", default="stabilityai/stable-diffusion-2-base",
-                    help="hub id (SD 1.x/2.x, e.g. stable-diffusion-v1-5/stable-diffusion-v1-5) or a local folder written "
-                         "by save_pretrained (default: %(default)s)")
+    ev.add_argument("--model", default=HUB["sd2-base"].repo_id,
+                    help=f"hub id (SD 1.x/2.x, e.g. {HUB['sd2.1-base'].repo_id} or {HUB['sd1.5'].repo_id}) or a local "
+                         "folder written by save_pretrained (default: %(default)s)")
     ev.add_argument("--data", required=True,
                     help="cifar10, stl10, pets, flowers102, food101, aircraft, imagenet (torchvision test split), "
                          "a folder with one subfolder of images per class, or 'synthetic' (offline shapes)")
@@ -146,7 +148,9 @@ def _prompt_set(args: argparse.Namespace, dataset: object) -> object:
 
 
 def _hub_revision(model_id: str) -> str | None:
-    """The commit of a hub model in the local cache (what was really loaded), or None."""
+    """The commit of a hub model: the table's pin (what from_pretrained loads), else the local cache's, else None."""
+    if pinned(model_id)[1]:
+        return pinned(model_id)[1]
     try:
         from huggingface_hub import try_to_load_from_cache
 

@@ -16,7 +16,7 @@ from ..data.prompts import PromptSet
 from ..engine import classify
 
 __all__ = ["Evaluation", "evaluate", "merge", "run_manifest", "planned_nfe", "results_table", "plot_confusion",
-           "compare", "mcnemar"]
+           "accuracy_se", "compare", "mcnemar"]
 
 
 def _finite_or_none(values: torch.Tensor) -> list[float | None]:
@@ -46,6 +46,11 @@ class Evaluation:
         return float(np.mean([r["correct"] for r in self.scored])) if self.scored else float("nan")
 
     @property
+    def accuracy_se(self) -> float:
+        """Standard error of the accuracy, sqrt(p (1 - p) / n): how far a rerun on other images may land."""
+        return accuracy_se(self.accuracy, len(self.scored))
+
+    @property
     def mean_nfe(self) -> float:
         return float(np.mean([r["nfe"] for r in self.scored])) if self.scored else float("nan")
 
@@ -58,7 +63,8 @@ class Evaluation:
         return m
 
     def summary(self) -> dict:
-        return {"images": len(self.scored), "accuracy": self.accuracy, "mean_nfe": self.mean_nfe,
+        return {"images": len(self.scored), "accuracy": self.accuracy, "accuracy_se": self.accuracy_se,
+                "mean_nfe": self.mean_nfe,
                 "seconds": float(sum(r.get("seconds") or 0.0 for r in self.records)),
                 "unreadable": [r["error"] for r in self.unreadable], **self.settings}
 
@@ -292,10 +298,15 @@ def plot_confusion(evaluation: Evaluation, ax: Any = None, normalize: bool = Tru
     return ax
 
 
+def accuracy_se(accuracy: float, n: int) -> float:
+    """Binomial standard error of an accuracy measured on n images (NaN without images)."""
+    return float(np.sqrt(accuracy * (1 - accuracy) / n)) if n else float("nan")
+
+
 def compare(evaluations: Mapping[str, Evaluation]) -> "pd.DataFrame":  # noqa: F821
-    """One row per method on the images that every evaluation covered (a time budget may stop one early): accuracy,
-    network evaluations and seconds per image, agreement with the first method's predictions, and McNemar's paired
-    test against the first method (`mcnemar`; empty in the first row)."""
+    """One row per method on the images that every evaluation covered (a time budget may stop one early): accuracy and
+    its standard error, network evaluations and seconds per image, agreement with the first method's predictions, and
+    McNemar's paired test against the first method (`mcnemar`; empty in the first row)."""
     import pandas as pd
 
     if not evaluations:
@@ -317,7 +328,9 @@ def compare(evaluations: Mapping[str, Evaluation]) -> "pd.DataFrame":  # noqa: F
     for method, d in by_index.items():
         recs = [d[i] for i in common]
         right = np.array([bool(r["correct"]) for r in recs])
-        rows.append({"method": method, "images": len(common), "accuracy": 100 * right.mean(),
+        acc = float(right.mean())
+        rows.append({"method": method, "images": len(common), "accuracy": 100 * acc,
+                     "accuracy SE": 100 * accuracy_se(acc, len(recs)),
                      "NFE / image": float(np.mean([r["nfe"] for r in recs])),
                      "s / image": float(np.mean([r.get("seconds") or np.nan for r in recs])),
                      "agreement with first": 100 * np.mean([r["prediction"] == first[i]["prediction"] for r, i in zip(recs, common)]),

@@ -8,7 +8,7 @@ from PIL import Image
 
 from conftest import PIL_MODES as MODES
 from conftest import centre_rgb as _rgb
-from diffclf_lite.data.images import preprocess_image
+from diffclf_lite.data.images import official_resize_crop, preprocess_image
 
 
 @pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "I;16", "I", "F"])
@@ -65,3 +65,23 @@ def test_tiny_huge_and_long_images(monkeypatch):
     assert _rgb(preprocess_image(long, 512)) == [250, 250, 250]
     with pytest.raises(ValueError, match="0x5 pixels has nothing to classify"):
         preprocess_image(Image.new("RGB", (0, 5)), 16)
+
+
+def test_resize_and_crop_round_as_torchvision_does():
+    """Hand-computed from torchvision's formulas: long side int(R * long / short), crop offset round((n - R) / 2)."""
+    assert official_resize_crop(640, 480, 512) == (682, 512, 85, 0)  # 682.67 truncates to 682 (rounding gives 683)
+    assert official_resize_crop(480, 640, 512) == (512, 682, 0, 85)  # portrait: the same on the other axis
+    assert official_resize_crop(683, 512, 512) == (683, 512, 86, 0)  # odd margin 171: round(85.5) = 86, not 85
+    assert official_resize_crop(681, 512, 512) == (681, 512, 84, 0)  # odd margin 169: round(84.5) = 84 (to even)
+    assert official_resize_crop(500, 375, 224) == (298, 224, 37, 0)  # 298.67 -> 298
+    assert official_resize_crop(512, 512, 512) == (512, 512, 0, 0)
+
+
+@pytest.mark.parametrize("size, box", [((640, 480), (682, 512, 85)), ((683, 512), (683, 512, 86))])
+def test_preprocessing_keeps_the_pixels_torchvision_keeps(size, box):
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    w, h, left = box
+    expected = np.asarray(img.resize((w, h), Image.BICUBIC).crop((left, 0, left + 512, 512)), dtype=np.float32)
+    got = (preprocess_image(img, 512).permute(1, 2, 0).numpy() + 1) / 2 * 255
+    np.testing.assert_allclose(got, expected, atol=1e-3)

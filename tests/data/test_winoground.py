@@ -43,6 +43,8 @@ def test_score_table_by_tag_and_bad_input():
     table = winoground_scores([good, good, bad, good], ["Object", "Relation", "Relation", "Both"])
     assert table.index.tolist() == ["all", "Object", "Relation", "Both"] and table["examples"].tolist() == [4, 1, 2, 1]
     assert table["text"].tolist() == [75.0, 100.0, 50.0, 100.0] and table["group"].tolist() == [75.0, 100.0, 50.0, 100.0]
+    se = [100 * (p * (1 - p) / n) ** 0.5 for p, n in ((0.75, 4), (1.0, 1), (0.5, 2), (1.0, 1))]  # sqrt(p (1 - p) / n)
+    assert table["text SE"].tolist() == pytest.approx(se)
     with pytest.raises(ValueError, match=r"\(N, 2, 2\)"):
         text_correct(torch.zeros(3, 2, 3))
     with pytest.raises(ValueError, match="NaN"):
@@ -99,7 +101,7 @@ def test_hub_failure_explains_the_licence_and_login(tmp_path, monkeypatch):
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(ValueError, match="accept the licence.*huggingface-cli login"):
+    with pytest.raises(ValueError, match="hf download facebook/winoground --repo-type dataset.*accept its licence.*hf auth"):
         load_winoground("facebook/winoground", cache_dir=tmp_path)
 
 

