@@ -44,12 +44,18 @@ test: venv
 	$(VENV)/bin/python -m diffclf_lite.book.assignments --out $(STUDENT)
 	OMP_NUM_THREADS=1 DIFFCLF_PROFILE=smoke $(VENV)/bin/python -m pytest -p no:cacheprovider --nbval-lax --nbval-kernel-name python3 $(STUDENT)
 
-# Generates the student notebooks (the teacher pages offer them for download), then executes every chapter
-# (execute_notebooks: force) and renders _build/html; any warning fails the build (--keep-going only reports
-# all of them before failing).
+# Generates the student notebooks (the teacher pages offer them for download), trains the models the chapters load
+# (chapter 3's digits model, the miniature Stable Diffusion and CLIP; once per machine, cached, with progress), then
+# executes every chapter (execute_notebooks: force) and renders _build/html. --all re-reads every page, so each build
+# executes every chapter again: a build after a failed one cannot pass on the failed build's pages. Any warning fails
+# the build (--keep-going only reports all of them before failing).
+# Threads: torch's OpenMP workers spin while they wait; on a 2-core machine shared with other CPU-bound jobs two
+# spinning threads ran up to 20x slower than one (measured). OMP_WAIT_POLICY=PASSIVE makes waiting workers sleep, so a
+# busy machine slows the build in proportion to the load while a quiet one still gets both cores.
 book: venv
 	$(VENV)/bin/python -m diffclf_lite.book.assignments --out $(STUDENT)
-	DIFFCLF_PROFILE=cpu $(VENV)/bin/jupyter-book build . -W -n --keep-going
+	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/python -m diffclf_lite.book.prepare --profile cpu
+	OMP_WAIT_POLICY=PASSIVE DIFFCLF_PROFILE=cpu $(VENV)/bin/jupyter-book build . -W -n --keep-going --all
 
 clean:
 	rm -rf _build .pytest_cache *.egg-info

@@ -102,3 +102,19 @@ def test_sd_speed_counts_attention_flops_and_resets_the_compiler():
     assert bench.compiled_graphs() == 1
     bench.reset_compiler()
     assert bench.compiled_graphs() == 0  # a later compiled row starts from nothing, with its own recompile budget
+
+
+def test_miniature_benchmark_reports_both_models_on_every_task(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DIFFCLF_CACHE", str(tmp_path / "cache"))
+    miniature = load("miniature")
+    out = miniature.main(["--smoke", "--images", "6", "--timesteps", "2", "--json", str(tmp_path / "m.json")])
+    saved = json.loads((tmp_path / "m.json").read_text())
+    assert saved["scores"] == out["scores"] and len(out["scores"]) == 6  # 3 tasks x 2 phrasings
+    for row in out["scores"]:
+        for model in ("diffusion", "CLIP"):
+            k = round(row[f"{model}_accuracy"] * 6)
+            assert abs(row[f"{model}_accuracy"] - k / 6) < 1e-12  # a fraction of the 6 images
+            assert abs(row[f"{model}_se"] - (k / 6 * (1 - k / 6) / 6) ** 0.5) < 1e-12
+        assert row["only_diffusion_right"] + row["only_clip_right"] <= 6 and 0 < row["mcnemar_p"] <= 1
+    assert set(saved["training_seconds"]) == {"autoencoder", "unet", "clip"}
+    assert "training (" in capsys.readouterr().out

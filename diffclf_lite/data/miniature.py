@@ -125,22 +125,33 @@ def _by_digit(labels: torch.Tensor) -> dict[int, list[int]]:
     return {d: (labels == d).nonzero().squeeze(1).tolist() for d in range(10)}
 
 
-def make_singles(n: int, split: str, seed: int = 0, combos: str = "auto") -> MiniatureSet:
+def make_singles(n: int, split: str, seed: int = 0, combos: str = "auto", balance: str | None = None) -> MiniatureSet:
     """n one-digit images of the `train` or `test` handwriting. combos: `train` (never a held-out (colour, digit)
-    combination), `held-out` (only those), `all`; `auto` is `train` for the training split and `all` otherwise."""
+    combination), `held-out` (only those), `all`; `auto` is `train` for the training split and `all` otherwise.
+    balance: a task (`digit`, `colour` or `position`) whose classes take turns, so that every class has n / C images
+    (the other attributes stay random)."""
     if combos == "auto":
         combos = "train" if split == "train" else "all"
     if combos not in ("train", "held-out", "all"):
         raise ValueError(f"combos must be 'train', 'held-out', 'all' or 'auto', got {combos!r}.")
+    if balance not in (None, *TASKS):
+        raise ValueError(f"balance must be None or one of {TASKS}, got {balance!r}.")
     glyphs, labels, index = _digits(split)
     by_digit = _by_digit(labels)
-    rng = random.Random(f"singles-{split}-{combos}-{seed}")
+    rng = random.Random(f"singles-{split}-{combos}-{balance}-{seed}")
     images, items, sources = [], [], []
-    for _ in range(int(n)):
-        digit = rng.randrange(10)
+    for k in range(int(n)):
+        digit = k % 10 if balance == "digit" else rng.randrange(10)
         allowed = [c for c in COLOUR_NAMES if combos == "all"
                    or ((c, DIGIT_WORDS[digit]) in HELD_OUT_COMBOS) == (combos == "held-out")]
-        item = Item(((rng.choice(allowed), digit, rng.choice(POSITIONS)),))
+        if balance == "colour":  # the k-th colour, with a digit it may go with
+            colour = COLOUR_NAMES[k % len(COLOUR_NAMES)]
+            digit = rng.choice([d for d in range(10) if combos == "all"
+                                or ((colour, DIGIT_WORDS[d]) in HELD_OUT_COMBOS) == (combos == "held-out")])
+        else:
+            colour = rng.choice(allowed)
+        pos = POSITIONS[k % 2] if balance == "position" else rng.choice(POSITIONS)
+        item = Item(((colour, digit, pos),))
         k = rng.choice(by_digit[digit])
         images.append(render([glyphs[k]], item, rng))
         items.append(item)
@@ -217,11 +228,11 @@ def task_prompts(task: str, template: str = "a") -> tuple[list[str], list[str]]:
 
 
 def task_set(task: str, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """The held-out test images of a task and their labels: test handwriting; the colour task uses only held-out
-    (colour, digit) combinations."""
+    """The held-out test images of a task and their labels, every class equally often: test handwriting; the colour
+    task uses only held-out (colour, digit) combinations."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {TASKS}.")
-    data = make_singles(n, "test", seed, combos="held-out" if task == "colour" else "all")
+    data = make_singles(n, "test", seed, combos="held-out" if task == "colour" else "all", balance=task)
     index = {"digit": 1, "colour": 0, "position": 2}[task]
     names = task_prompts(task)[0]
     labels = [o[0][index] if task == "digit" else names.index(o[0][index]) for o in (it.objects for it in data.items)]

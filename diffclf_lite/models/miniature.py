@@ -26,10 +26,12 @@ VAE_CONFIG = dict(in_channels=3, out_channels=3, latent_channels=4, layers_per_b
 UNET_CONFIG = dict(sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
                    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
                    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=8,
-                   norm_num_groups=16, cross_attention_dim=64)  # cross-attention to the caption at 4x4
+                   norm_num_groups=16, cross_attention_dim=64,  # cross-attention to the caption's tokens at 4x4,
+                   addition_embed_type="text", addition_embed_type_num_heads=4)  # + an attention-pooled caption
+# vector added to the timestep embedding (diffusers' TextTimeEmbedding): global conditioning at every resolution
 TEXT_CONFIG = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
                    max_position_embeddings=MAX_TOKENS)
-CLIP_VISION_CONFIG = dict(hidden_size=96, intermediate_size=384, num_hidden_layers=3, num_attention_heads=4,
+CLIP_VISION_CONFIG = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
                           image_size=32, patch_size=4)
 SCHEDULER_CONFIG = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
                         beta_schedule="scaled_linear")  # Stable Diffusion's betas

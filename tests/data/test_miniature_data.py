@@ -9,7 +9,7 @@ from sklearn.datasets import load_digits
 
 from diffclf_lite.data import miniature as W
 from diffclf_lite.data.digits import load_digits_split
-from diffclf_lite.data.scenes import COLOURS
+from diffclf_lite.data.miniature import COLOURS
 
 
 def test_images_are_deterministic_and_drawn_where_the_item_says() -> None:
@@ -83,3 +83,9 @@ def test_bad_arguments_get_clear_errors() -> None:
         W.task_prompts("digit", "an")
     with pytest.raises(ValueError, match="differ"):
         W.Item((("red", 1, "left"), ("red", 2, "right")))
+
+
+def test_task_sets_have_every_class_equally_often() -> None:
+    for task, classes in (("digit", 10), ("colour", 5), ("position", 2)):
+        _, y = W.task_set(task, 10 * classes, seed=2)
+        assert torch.bincount(y, minlength=classes).tolist() == [10] * classes
