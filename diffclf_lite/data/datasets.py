@@ -100,11 +100,13 @@ def torchvision_dataset(name: str, root: str | Path = "data", download: bool = T
 
 
 def _scan(root: Path, folders: list[Path]) -> tuple[list[tuple[Path, int]], list[str]]:
-    """(file, label) for every image PIL can open under the class folders, and 'file: reason' for what is left out."""
+    """(file, label) for every image PIL can open under the class folders, and 'file: reason' for what is left out
+    (images beside the class folders are reported; other files there, such as classes.txt or prompts.csv, are not)."""
     from PIL import Image, UnidentifiedImageError
 
     items, skipped = [], []
-    skipped += [f"{f}: not in a class subfolder" for f in sorted(root.iterdir()) if f.is_file() and not f.name.startswith(".")]
+    skipped += [f"{f}: not in a class subfolder" for f in sorted(root.iterdir())  # other files there: notes, prompts
+                if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in IMAGE_EXTENSIONS]
     for c, d in enumerate(folders):
         for f in sorted(d.rglob("*")):
             if not f.is_file() or any(part.startswith(".") for part in f.relative_to(root).parts):

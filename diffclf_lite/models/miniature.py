@@ -13,11 +13,11 @@ from typing import Any, Sequence
 
 import torch
 
-from .sd import _bytes_to_unicode
+from .sd import _bytes_to_unicode, save_sd_folder
 
 __all__ = ["MAX_TOKENS", "VAE_CONFIG", "UNET_CONFIG", "TEXT_CONFIG", "CLIP_VISION_CONFIG", "SCHEDULER_CONFIG",
            "bpe_merges", "build_tokenizer", "make_vae", "make_unet", "make_text_encoder", "make_clip",
-           "make_clip_processor", "save_sd_folder"]
+           "make_clip_processor", "save_folder"]
 
 MAX_TOKENS = 16  # <|startoftext|> + at most 9 words + <|endoftext|>, padded (the real CLIP uses 77)
 VAE_CONFIG = dict(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1, block_out_channels=(16, 32, 32),
@@ -130,21 +130,10 @@ def make_clip_processor(tokenizer: Any) -> Any:
                          tokenizer=tokenizer)
 
 
-def save_sd_folder(folder: str | Path, unet: Any, vae: Any, text_encoder: Any, tokenizer: Any) -> Path:
-    """Write the hub layout of a Stable Diffusion repository: unet/, vae/, text_encoder/, tokenizer/, scheduler/ (a
-    PNDM scheduler with SD's betas, as SD 2 base ships) and model_index.json (no safety checker)."""
-    import diffusers
+def save_folder(folder: str | Path, unet: Any, vae: Any, text_encoder: Any, tokenizer: Any) -> Path:
+    """Write the hub layout of a Stable Diffusion repository (`sd.save_sd_folder`) with a PNDM scheduler on SD's
+    betas, as SD 2 base ships (the classifier reads only its betas; StableDiffusionPipeline samples with it)."""
     from diffusers import PNDMScheduler
 
-    folder = Path(folder)
     scheduler = PNDMScheduler(skip_prk_steps=True, set_alpha_to_one=False, steps_offset=1, **SCHEDULER_CONFIG)
-    parts = {"unet": unet, "vae": vae, "text_encoder": text_encoder, "scheduler": scheduler}
-    for name, part in parts.items():
-        part.save_pretrained(folder / name)
-    tokenizer.save_pretrained(folder / "tokenizer")
-    index = {"_class_name": "StableDiffusionPipeline", "_diffusers_version": diffusers.__version__,
-             "feature_extractor": [None, None], "safety_checker": [None, None], "requires_safety_checker": False,
-             **{k: ["diffusers" if k in ("unet", "vae", "scheduler") else "transformers", type(v).__name__]
-                for k, v in {**parts, "tokenizer": tokenizer}.items()}}
-    (folder / "model_index.json").write_text(json.dumps(index, indent=2), encoding="utf-8")
-    return folder
+    return save_sd_folder(folder, unet, vae, text_encoder, tokenizer, scheduler)

@@ -167,7 +167,7 @@ def train_miniature(out: str | Path, config: MiniatureConfig = MINIATURE_CONFIG,
 
     unet_losses = _fit(params, unet_loss, cfg.unet_steps, cfg.unet_lr, "UNet + text encoder (2/3)", progress,
                        update_ema)
-    arch.save_sd_folder(out / "sd", ema[0], vae, ema[1], tokenizer)
+    arch.save_folder(out / "sd", ema[0], vae, ema[1], tokenizer)
     times["unet"] = time.perf_counter() - start
 
     start = time.perf_counter()  # 3. CLIP, on the same images and captions

@@ -69,6 +69,7 @@ def test_broken_and_foreign_files_in_a_folder_are_reported(tmp_path, monkeypatch
     (root / "cat" / "fake.jpg").write_text("not a jpeg either")
     (root / "loose.png").write_bytes((root / "cat" / "0.png").read_bytes())
     (root / "cat" / ".DS_Store").write_bytes(b"\0\1")  # hidden: not data, not reported
+    (root / "prompts.csv").write_text("class_index,prompt\n")  # a folder's own notes beside the classes: not reported
     Image.new("RGB", (64, 64), (0, 0, 200)).save(root / "dog" / "cut.png")
     (root / "dog" / "cut.png").write_bytes((root / "dog" / "cut.png").read_bytes()[:80])  # header intact, data cut
     with pytest.warns(UserWarning, match="3 files left out"):
@@ -76,7 +77,7 @@ def test_broken_and_foreign_files_in_a_folder_are_reported(tmp_path, monkeypatch
     assert len(ds) == 5
     reasons = "\n".join(ds.skipped)
     assert "notes.txt: not an image extension" in reasons and "fake.jpg: cannot be read as an image" in reasons
-    assert "loose.png: not in a class subfolder" in reasons and ".DS_Store" not in reasons
+    assert "loose.png: not in a class subfolder" in reasons and ".DS_Store" not in reasons and "prompts.csv" not in reasons
     with pytest.raises(UnreadableImage, match=r"cut.png: cannot be decoded .*Re-export or delete"):
         ds[len(ds) - 1]  # sorted: cat/0, cat/1, dog/0, dog/1, dog/cut
     # over PIL's pixel limit (its decompression-bomb guard, here lowered to 2,000 pixels): left out at the scan, named

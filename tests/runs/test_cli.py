@@ -140,3 +140,35 @@ def test_killed_run_resumes_to_the_uninterrupted_records(tiny_sd_folder, tmp_pat
     assert (out / "records.jsonl").read_bytes() == (tmp_path / "clean" / "records.jsonl").read_bytes()
     (out / "records.jsonl").unlink()
     assert main(["merge", str(out)]) == 0 and (out / "records.jsonl").read_bytes() == (tmp_path / "clean" / "records.jsonl").read_bytes()
+
+
+def test_miniature_commands_train_write_the_test_sets_and_evaluate_them(miniature_folder, tmp_path, monkeypatch,
+                                                                       capsys):
+    from diffclf_lite.training import miniature as T
+
+    monkeypatch.setattr(T, "MINIATURE_CONFIG", T.MINIATURE_SMOKE)  # the cached two-step miniatures of the fixture
+    monkeypatch.setattr(T, "cache_dir", lambda: miniature_folder.parent)
+    assert main(["miniature", "train", str(tmp_path / "mini"), "--no-progress"]) == 0
+    for part in ("sd/unet/config.json", "sd/model_index.json", "clip/config.json", "training.json"):
+        assert (tmp_path / "mini" / part).is_file()
+    assert main(["miniature", "data", str(tmp_path / "mini"), "--images", "10"]) == 0
+    digit = tmp_path / "mini" / "data" / "digit"
+    assert sum(1 for _ in digit.rglob("*.png")) == 10 and (digit / "prompts.csv").is_file()
+    out = tmp_path / "run"
+    assert main(["evaluate", "--model", str(tmp_path / "mini" / "sd"), "--data", str(digit), "--strategy",
+                 "exhaustive:2", "--device", "cpu", "--output", str(out), "--no-progress"]) == 0
+    assert "10 images, accuracy" in capsys.readouterr().out
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert len(records) == 10 and all(r["nfe"] == 2 * 10 for r in records)  # 10 classes x 2 timesteps
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "a seven" in json.dumps(manifest)  # the folder's own prompts.csv, not "a photo of a 7_seven."
+
+
+@pytest.mark.parametrize("args, message", [
+    (["miniature", "data", "x", "--images", "0"], "--images must be at least 1"),
+    (["miniature", "fly", "x"], "invalid choice"),
+])
+def test_miniature_commands_reject_wrong_arguments(args, message, capsys):
+    with pytest.raises(SystemExit):
+        main(args)
+    assert message in capsys.readouterr().err
