@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .calibration import probabilities
-from .contract import check_model
+from .contract import check_encoded, check_eps_output, check_model
 from .plan import Plan, make_plan
 from .strategies.base import Exhaustive, Strategy, weighted_mean
 
@@ -40,7 +40,8 @@ def evaluate_pairs(
     """Unweighted errors (P,) of the pairs (x0[sample_idx], plan entry step_idx, condition cond_idx), in batches.
 
     Everything stays on the model's device: no host synchronisation per batch, no loop over classes.
-    Raises ValueError naming the first pair whose prediction is NaN or inf.
+    What `eps` returns is checked per batch from its metadata (shape, dtype, device; TypeError or ValueError naming the
+    model), and its finiteness once per call through the errors: a ValueError names the first NaN or inf pair.
     """
     if loss not in LOSSES:
         raise ValueError(f"Unknown loss {loss!r}; choose one of {sorted(LOSSES)}.")
@@ -58,12 +59,13 @@ def evaluate_pairs(
             t, noise = plan.timesteps[k], plan.noise[k]
             x_t = sqrt_a[t].view(view) * x0[i] + sqrt_1ma[t].view(view) * noise  # (B, *shape)
             pred = model.eps(x_t, t, c)
+            check_eps_output(model, pred, x_t)  # shape, dtype, device: metadata only, no host sync
             out[s : s + batch_size] = loss_fn(pred.to(out.dtype), noise.to(out.dtype))
     bad = ~torch.isfinite(out)
     if bool(bad.any()):  # one check after the whole round
         j = int(bad.nonzero()[0, 0])
         raise ValueError(
-            f"model.eps returned NaN or inf for sample {int(sample_idx[j])}, timestep {int(plan.timesteps[step_idx[j]])}, "
+            f"{type(model).__name__}.eps returned NaN or inf for sample {int(sample_idx[j])}, timestep {int(plan.timesteps[step_idx[j]])}, "
             f"condition {int(cond_idx[j])} ({int(bad.sum())} of {len(out)} pairs in this round). Check the inputs "
             "for NaN and the model's dtype (fp16 can overflow: try bfloat16 or float32)."
         )
@@ -125,11 +127,10 @@ def classify(
     check_model(model)
     strategy = strategy or Exhaustive()
     x0 = model.encode(images)
+    check_encoded(model, x0, images)
     N, C = len(x0), int(model.num_conditions)
     if N == 0:
         raise ValueError("no images to classify: got an empty batch.")
-    if not bool(torch.isfinite(x0).all()):
-        raise ValueError("the encoded images contain NaN or inf; check the input data.")
     if plan is None:
         plan = make_plan(
             strategy.n_timesteps, tuple(x0.shape[1:]), model.alphas_cumprod, seed, weighting, x0.device, x0.dtype,
