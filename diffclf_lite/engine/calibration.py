@@ -5,6 +5,8 @@ import warnings
 
 import torch
 
+from .checks import class_labels, integer
+
 __all__ = ["probabilities", "fit_temperature", "expected_calibration_error", "reliability_bins", "cross_fitted_ece"]
 
 
@@ -29,11 +31,9 @@ def fit_temperature(mean_errors: torch.Tensor, labels: torch.Tensor, max_doublin
     E_{i,y_i} - E_{p_beta}[E_i] is monotone, so a bracket and bisection find the optimum exactly.
     """
     logits = _logits(mean_errors)
-    y = torch.as_tensor(labels, dtype=torch.long)
-    if y.shape != (len(logits),) or len(y) == 0:
-        raise ValueError(f"labels must have shape ({len(logits)},), one per row of mean_errors, got {tuple(y.shape)}.")
-    if int(y.min()) < 0 or int(y.max()) >= logits.shape[1]:
-        raise ValueError(f"labels must lie in [0, {logits.shape[1] - 1}].")
+    if len(logits) == 0:
+        raise ValueError("fit_temperature needs at least one sample, got mean_errors of shape (0, C).")
+    y = class_labels(labels, logits.shape[1], len(logits))
     true = logits[torch.arange(len(y)), y]
     if not bool(torch.isfinite(true).all()):
         raise ValueError("the true class of some sample was never evaluated; fit on results where every class has errors.")
@@ -63,7 +63,13 @@ def fit_temperature(mean_errors: torch.Tensor, labels: torch.Tensor, max_doublin
 
 def reliability_bins(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = 15):
     """Per confidence bin: (mean confidence, accuracy, count), from the top-1 probability; empty bins dropped."""
-    probs, labels = torch.as_tensor(probs, dtype=torch.float64), torch.as_tensor(labels)
+    probs = torch.as_tensor(probs, dtype=torch.float64)
+    if probs.ndim != 2 or probs.shape[0] < 1 or probs.shape[1] < 1:
+        raise ValueError(f"probs must have shape (N, C) with N, C >= 1, got {tuple(probs.shape)}.")
+    if not bool(((probs >= 0) & (probs <= 1)).all()):
+        raise ValueError("probs must be probabilities in [0, 1] (e.g. from `probabilities`); got NaN or values outside.")
+    labels = class_labels(labels, probs.shape[1], len(probs))
+    n_bins = integer(n_bins, "n_bins", 1)
     conf, pred = probs.max(1)
     correct = (pred == labels).double()
     b = (conf * n_bins).clamp(max=n_bins - 1).long()
@@ -82,7 +88,7 @@ def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, n_bins
 
 def cross_fitted_ece(mean_errors: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> float:
     """ECE of p(c|x) on each half of the samples with the temperature fitted on the other half, averaged."""
-    labels = torch.as_tensor(labels)
+    labels = class_labels(labels, _logits(mean_errors).shape[1], len(mean_errors))
     n = len(labels) // 2
     if n < 1:
         raise ValueError("cross_fitted_ece needs at least two samples: one half fits the temperature, the other tests it.")

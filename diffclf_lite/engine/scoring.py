@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .calibration import probabilities
+from .checks import class_labels, integer
 from .contract import check_encoded, check_eps_output, check_model
 from .plan import Plan, make_plan
 from .strategies.base import Exhaustive, Strategy, weighted_mean
@@ -45,8 +46,7 @@ def evaluate_pairs(
     """
     if loss not in LOSSES:
         raise ValueError(f"Unknown loss {loss!r}; choose one of {sorted(LOSSES)}.")
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+    batch_size = integer(batch_size, "batch_size", 1)
     loss_fn, dev = LOSSES[loss], x0.device
     abar = model.alphas_cumprod.to(device=dev, dtype=torch.float64)
     sqrt_a, sqrt_1ma = abar.sqrt().to(x0.dtype), (1 - abar).sqrt().to(x0.dtype)
@@ -89,9 +89,8 @@ class ClassificationResult:
         return probabilities(self.mean_errors, temperature)
 
     def accuracy(self, labels: torch.Tensor) -> float:
-        labels = torch.as_tensor(labels).cpu()
-        if labels.shape != self.prediction.shape:
-            raise ValueError(f"labels of shape {tuple(labels.shape)} do not match {len(self.prediction)} predictions.")
+        """Fraction of samples whose prediction is their label; labels must be class indices in [0, C)."""
+        labels = class_labels(labels, self.mean_errors.shape[1], len(self.prediction))
         return (self.prediction == labels).double().mean().item()
 
 
