@@ -21,12 +21,16 @@ from pathlib import Path
 from typing import Any, Iterable
 
 __all__ = ["MANIFEST", "atomic_write_text", "write_record", "done_indices", "read_records", "manifest_differences",
-           "open_output", "fingerprint_folder", "append_timing", "read_timing"]
+           "check_output", "open_output", "fingerprint_folder", "append_timing", "read_timing"]
 
 MANIFEST = "manifest.json"
 RECORDS = "records"
-# settings that may change between runs into the same folder without changing the maths (only the last float bits)
+# settings that may change between runs into the same folder: the same pairs with the same (t, eps) are evaluated, but
+# batch shapes change, and float32 kernels (convolutions, matrix products) sum in an order that depends on them
 SOFT_SETTINGS = ("batch_size", "images_per_call", "processes")
+SOFT_NOTE = ("the same pairs are evaluated with the same timesteps and noise, but a float32 model's errors in new records "
+             "may differ from what the old batch shapes gave in the last bits (about 1e-7 relative: convolution and "
+             "matrix kernels sum in an order that depends on the batch shape, on the CPU as on a GPU)")
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -113,26 +117,38 @@ def _clear(folder: Path) -> None:
         (folder / name).unlink(missing_ok=True)
 
 
-def _check(folder: Path, manifest: dict) -> None:
+def _check(folder: Path, manifest: dict) -> list[str]:
+    """Refuse a folder made with other settings; return the soft settings that changed."""
     stored = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     diffs = manifest_differences(stored, manifest)
     if diffs:
         raise ValueError(f"{folder} holds records made with other settings; " + "; ".join(diffs[:4])
                          + (f" (and {len(diffs) - 4} more)" if len(diffs) > 4 else "")
                          + ". Use a new output folder, or --overwrite (overwrite=True) to discard the old records.")
-    soft = [k for k in SOFT_SETTINGS if k in stored and stored.get(k) != manifest.get(k)]
-    if soft:
-        print(f"note: {', '.join(f'{k} {stored[k]} -> {manifest.get(k)}' for k in soft)} since the records in {folder} "
-              "were started; the maths is the same, the last float bits of new records may differ.")
+    return [f"{k} {stored[k]} -> {manifest.get(k)}" for k in SOFT_SETTINGS if k in stored and stored.get(k) != manifest.get(k)]
+
+
+def check_output(folder: str | Path) -> Path:
+    """Create the output folder (and its parents) now, before any work: a ValueError naming --output and the path if it
+    cannot be created or written."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--output {folder} exists and is not a folder; choose another --output.")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"--output {folder}: cannot create this folder ({err.strerror or err}); choose a place you can "
+                         "write to.") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"--output {folder}: this folder is not writable; choose a place you can write to.")
+    return folder
 
 
 def open_output(folder: str | Path, manifest: dict, *, overwrite: bool = False, is_main: bool = True,
                 barrier: Any = None) -> Path:
     """Create or reuse an output folder for `manifest`; refuse (ValueError naming the settings) a folder made
     with different settings. With several processes, only the main one writes; `barrier()` syncs them."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"output {folder} exists and is not a folder; choose another --output.")
+    folder = check_output(folder)
     json.dumps(manifest)  # a manifest must be plain JSON
     if not overwrite and (folder / MANIFEST).exists():
         _check(folder, manifest)
@@ -147,7 +163,9 @@ def open_output(folder: str | Path, manifest: dict, *, overwrite: bool = False, 
             atomic_write_text(folder / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     if barrier is not None:
         barrier()
-    _check(folder, manifest)
+    soft = _check(folder, manifest)
+    if soft and is_main:  # once, by one process
+        print(f"note: {', '.join(soft)} since the records in {folder} were started; {SOFT_NOTE}.")
     return folder
 
 
