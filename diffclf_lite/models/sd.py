@@ -66,6 +66,7 @@ class StableDiffusion:
         self.encode_batch_size = int(encode_batch_size)
         self._cache: dict[str, torch.Tensor] = {}
         self.text_encoder_calls = 0
+        self.commit_hash: str | None = None  # set by from_pretrained for a hub model
         self.set_prompts(prompts)
 
     @classmethod
@@ -85,7 +86,7 @@ class StableDiffusion:
             vae = AutoencoderKL.from_pretrained(src, subfolder="vae", torch_dtype=dt, variant=variant, **kw)
             text_encoder = CLIPTextModel.from_pretrained(src, subfolder="text_encoder", variant=variant, **kw)
             tokenizer = CLIPTokenizer.from_pretrained(src, subfolder="tokenizer", **kw)
-            config = DDPMScheduler.load_config(src, subfolder="scheduler", **kw)
+            config, commit = DDPMScheduler.load_config(src, subfolder="scheduler", return_commit_hash=True, **kw)
         except (OSError, ValueError) as err:
             offline = "" if Path(src).exists() or not _hub_offline() else (
                 f"HF_HUB_OFFLINE is set and {src!r} is not in the local hub cache: download it once with network "
@@ -96,8 +97,10 @@ class StableDiffusion:
                 "or a folder with unet/, vae/, text_encoder/, tokenizer/ and scheduler/ (what save_pretrained writes)."
             ) from err
         scheduler = DDPMScheduler.from_config(config)
-        return cls(unet, vae, text_encoder, tokenizer, scheduler.alphas_cumprod, prompts, device=dev, dtype=dt,
-                   resolution=resolution, prediction_type=scheduler.config.prediction_type, **kwargs)
+        model = cls(unet, vae, text_encoder, tokenizer, scheduler.alphas_cumprod, prompts, device=dev, dtype=dt,
+                    resolution=resolution, prediction_type=scheduler.config.prediction_type, **kwargs)
+        model.commit_hash = commit  # the hub commit the files came from (None for a local folder)
+        return model
 
     # ---- conditions: prompt embeddings, computed once per distinct prompt ----
     @property

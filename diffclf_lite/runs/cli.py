@@ -136,17 +136,6 @@ def _prompt_set(args: argparse.Namespace, dataset: object) -> object:
     return P.class_prompts(dataset.classes, args.template)
 
 
-def _hub_revision(model_id: str) -> str | None:
-    """The commit of a hub model in the local cache (what was really loaded), or None."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        path = try_to_load_from_cache(model_id, "model_index.json")
-    except Exception:  # an odd id or an old huggingface_hub: the id alone goes into the manifest
-        return None
-    return Path(path).parent.name if isinstance(path, str) else None
-
-
 def _process_state(device: str | None) -> object | None:
     """accelerate's PartialState when launched by `accelerate launch` or `torchrun` with several processes, else None."""
     import os
@@ -164,7 +153,7 @@ def run_evaluate(args: argparse.Namespace) -> dict:
     from ..models.devices import resolve_device
     from ..models.sd import StableDiffusion
     from .evaluate import evaluate
-    from .records import check_output, fingerprint_folder
+    from .records import check_output, fingerprint_folder, hub_commit
 
     for flag in ("subset", "batch_size", "images_per_call", "resolution"):
         value = getattr(args, flag)
@@ -188,7 +177,7 @@ def run_evaluate(args: argparse.Namespace) -> dict:
                                             resolution=args.resolution)
     local = Path(args.model).exists()
     extra = {"model_source": str(Path(args.model).resolve()) if local else args.model,
-             "model_fingerprint": fingerprint_folder(args.model) if local else _hub_revision(args.model),
+             "model_fingerprint": fingerprint_folder(args.model) if local else hub_commit(args.model, model),
              "data": args.data, "data_fingerprint": dataset.fingerprint, "resolution": model.resolution}
     result = evaluate(model, subset, prompt_set, strategy, loss=args.loss or paper_loss or "l2", seed=args.seed,
                       batch_size=args.batch_size, images_per_call=args.images_per_call, progress=not args.no_progress,
