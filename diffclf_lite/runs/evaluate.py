@@ -129,6 +129,9 @@ def evaluate(model: Any, dataset: Any, prompts: PromptSet, strategy: Any, *, los
     `records.open_output`), and the merged records are returned. `state` (an accelerate PartialState) shards the
     chunks across processes. With `max_seconds`, no new image is started once that much time has passed. An image
     the dataset cannot read (`datasets.UnreadableImage`) gets a record with an `error` and no prediction.
+    `batch_size`, `images_per_call` and the number of processes may change when a run resumes: they decide how pairs
+    are grouped into batches, not which are evaluated, so a float32 model's new records may differ from the old batch
+    shapes' in the last bits (see `engine.scoring.evaluate_pairs`); a float64 model's are bit-identical.
     """
     from tqdm.auto import tqdm
 
