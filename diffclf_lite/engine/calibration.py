@@ -5,22 +5,25 @@ import warnings
 
 import torch
 
-from .checks import class_labels, integer
+from .checks import class_labels, integer, positive, tensor
 
 __all__ = ["probabilities", "fit_temperature", "expected_calibration_error", "reliability_bins", "cross_fitted_ece"]
 
 
 def _logits(mean_errors: torch.Tensor) -> torch.Tensor:
-    e = torch.as_tensor(mean_errors, dtype=torch.float64)
+    e = tensor(mean_errors, "mean_errors", torch.float64)
     if e.ndim != 2 or e.shape[1] < 1:
         raise ValueError(f"mean_errors must have shape (N, C), got {tuple(e.shape)}.")
+    none = e.isnan().all(1)
+    if bool(none.any()):
+        raise ValueError(f"sample {int(none.nonzero()[0, 0])} has no evaluated class (every mean error is NaN): "
+                         "its probabilities are undefined.")
     return (-e).nan_to_num(nan=float("-inf"))  # a class never evaluated gets probability 0
 
 
 def probabilities(mean_errors: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """p(c_i | x) = exp(-E_i / tau) / sum_j exp(-E_j / tau) (Li et al. eq. 6, uniform prior), (N, C)."""
-    if not temperature > 0:
-        raise ValueError(f"temperature must be positive, got {temperature}.")
+    temperature = positive(temperature, "temperature")
     return torch.softmax(_logits(mean_errors) / temperature, dim=1)
 
 
@@ -63,7 +66,7 @@ def fit_temperature(mean_errors: torch.Tensor, labels: torch.Tensor, max_doublin
 
 def reliability_bins(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = 15):
     """Per confidence bin: (mean confidence, accuracy, count), from the top-1 probability; empty bins dropped."""
-    probs = torch.as_tensor(probs, dtype=torch.float64)
+    probs = tensor(probs, "probs", torch.float64)
     if probs.ndim != 2 or probs.shape[0] < 1 or probs.shape[1] < 1:
         raise ValueError(f"probs must have shape (N, C) with N, C >= 1, got {tuple(probs.shape)}.")
     if not bool(((probs >= 0) & (probs <= 1)).all()):

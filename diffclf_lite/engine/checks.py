@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["integer", "class_labels"]
+__all__ = ["integer", "positive", "class_labels", "tensor"]
 
 
 def integer(value: Any, name: str, minimum: int | None = None) -> int:
@@ -20,12 +20,29 @@ def integer(value: Any, name: str, minimum: int | None = None) -> int:
     return int(value)
 
 
+def positive(value: Any, name: str) -> float:
+    """`value` as a float that is finite and > 0; TypeError for a bool or a non-number, ValueError otherwise."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a positive number, got {value!r} of type {type(value).__name__}.")
+    if not 0 < value < float("inf"):
+        raise ValueError(f"{name} must be a positive, finite number, got {value}.")
+    return float(value)
+
+
+def tensor(value: Any, name: str, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """`torch.as_tensor(value, dtype)` on the CPU; a TypeError naming `name` for what torch cannot read as numbers."""
+    try:
+        return torch.as_tensor(value, dtype=dtype).cpu()
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(f"{name} must be a tensor or a (nested) sequence of numbers, got {type(value).__name__} "
+                        f"({str(err).splitlines()[0][:120]}).") from None
+
+
 def class_labels(labels: Any, n_classes: int, n: int | None = None, name: str = "labels") -> torch.Tensor:
     """Labels as a (n,) long CPU tensor of class indices in [0, n_classes); TypeError or ValueError saying what is wrong."""
-    try:
-        y = torch.as_tensor(labels).cpu()
-    except (TypeError, ValueError, RuntimeError) as err:
-        raise TypeError(f"{name} must be a sequence or tensor of class indices, got {type(labels).__name__} ({err}).") from None
+    y = tensor(labels, name)
     if y.dtype == torch.bool or y.is_complex():
         raise TypeError(f"{name} must hold integer class indices, got dtype {y.dtype}.")
     if n is not None and tuple(y.shape) != (n,):

@@ -54,6 +54,9 @@ def make_plan(
     that is linear in eps cancels exactly.
     """
     n_timesteps, n_trials, seed = integer(n_timesteps, "n_timesteps"), integer(n_trials, "n_trials"), integer(seed, "seed")
+    if isinstance(shape, (str, bytes)) or not hasattr(shape, "__iter__"):
+        raise TypeError(f"shape must be a tuple of sizes such as (4, 64, 64), got {shape!r}.")
+    shape = tuple(integer(s, "each entry of shape", 1) for s in shape)
     if n_trials < 1 or (antithetic and n_trials % 2):
         raise ValueError(f"n_trials must be a positive integer, and even when antithetic; got {n_trials}.")
     t = timestep_grid(n_timesteps, len(alphas_cumprod)).repeat_interleave(n_trials)

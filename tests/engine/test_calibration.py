@@ -22,7 +22,7 @@ def test_probabilities():
     p = probabilities(e, 0.5)
     assert p.sum().item() == pytest.approx(1.0) and p[0, 2] == 0
     assert p[0, 0] / p[0, 1] == pytest.approx(torch.e**2)
-    with pytest.raises(ValueError, match="temperature must be positive"):
+    with pytest.raises(ValueError, match="temperature must be a positive, finite number"):
         probabilities(e, 0.0)
 
 

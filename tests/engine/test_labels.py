@@ -27,7 +27,7 @@ def test_accuracy_refuses_labels_outside_the_classes(result, bad):
 @pytest.mark.parametrize("labels,error,message", [
     (torch.tensor([0.0, 1.5] * 6), ValueError, "whole class indices"),
     (torch.tensor([True, False] * 6), TypeError, "integer class indices, got dtype torch.bool"),
-    ("012012012012", TypeError, "sequence or tensor of class indices"),
+    ("012012012012", TypeError, r"labels must be a tensor or a \(nested\) sequence of numbers, got str"),
     (torch.zeros(12, 1, dtype=torch.long), ValueError, r"labels of shape \(12, 1\) do not match 12 samples"),
 ])
 def test_accuracy_refuses_labels_that_are_not_class_indices(result, labels, error, message):
