@@ -228,7 +228,7 @@ def merge(folder: str | Path, *, write: bool = True, allow_partial: bool = False
     folder = Path(folder)
     if not (folder / R.MANIFEST).is_file():
         raise ValueError(f"{folder} has no {R.MANIFEST}: not an evaluation output folder (see `diffclf evaluate --output`).")
-    manifest = json.loads((folder / R.MANIFEST).read_text(encoding="utf-8"))
+    manifest = R.read_manifest(folder)
     found, timing = R.read_records(folder), R.read_timing(folder)
     stray = sorted(set(found) - set(manifest["indices"]))
     if stray:

@@ -23,7 +23,7 @@ from typing import Any
 from ..data.fingerprints import file_digest
 
 __all__ = ["MANIFEST", "atomic_write_text", "write_record", "done_indices", "read_records", "manifest_differences",
-           "check_output", "open_output", "fingerprint_folder", "append_timing", "read_timing"]
+           "check_output", "read_manifest", "open_output", "fingerprint_folder", "append_timing", "read_timing"]
 
 MANIFEST = "manifest.json"
 RECORDS = "records"
@@ -128,9 +128,23 @@ def _clear(folder: Path) -> None:
         (folder / name).unlink(missing_ok=True)
 
 
+def read_manifest(folder: str | Path) -> dict:
+    """The folder's manifest.json; ValueError naming the file when it is not a manifest this package wrote."""
+    path = Path(folder) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); rerun with --overwrite (overwrite=True) to start over.") from None
+    ok = isinstance(manifest, dict) and all(isinstance(manifest.get(k), list) for k in ("indices", "classes", "prompts"))
+    if not ok or not all(isinstance(i, int) and not isinstance(i, bool) for i in manifest["indices"]):
+        raise ValueError(f"{path} is not a run manifest (it needs lists of indices, classes and prompts); it was edited "
+                         "or written by something else. Rerun with --overwrite (overwrite=True) to start over.")
+    return manifest
+
+
 def _check(folder: Path, manifest: dict) -> list[str]:
     """Refuse a folder made with other settings; return the soft settings that changed."""
-    stored = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    stored = read_manifest(folder)
     diffs = manifest_differences(stored, manifest)
     if diffs:
         raise ValueError(f"{folder} holds records made with other settings; " + "; ".join(diffs[:4])
@@ -192,7 +206,7 @@ def read_timing(folder: str | Path) -> dict[int, float]:
     """Seconds per index from every rank's timing file (the latest entry wins; unparsable torn lines are skipped)."""
     out: dict[int, float] = {}
     for p in sorted((Path(folder) / "timing").glob("rank*.jsonl")):
-        for line in p.read_text(encoding="utf-8").splitlines():
+        for line in p.read_text(encoding="utf-8", errors="replace").splitlines():  # damage is skipped, not fatal
             try:
                 entry = json.loads(line)
                 out[int(entry["index"])] = float(entry["seconds"])
