@@ -23,6 +23,23 @@ settings.register_profile("slow", max_examples=400, deadline=None,
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
+def clear_error(call):
+    """`call()`'s result, or None when it raised ValueError/TypeError with a message; any other exception fails."""
+    try:
+        return call()
+    except (ValueError, TypeError) as err:
+        assert str(err).strip(), f"{type(err).__name__} without a message"
+        return None
+
+
+def rejects(call) -> str:
+    """`call()` must raise ValueError or TypeError with a message (never return a result); the message."""
+    with pytest.raises((ValueError, TypeError)) as info:
+        call()
+    assert str(info.value).strip()
+    return str(info.value)
+
+
 class KnownErrorModel:
     """Recovers the true noise of its one reference image and adds offset[t, c]: the l2 error is offset[t, c]^2."""
 

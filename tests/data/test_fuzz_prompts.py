@@ -7,19 +7,12 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import clear_error
 from diffclf_lite.data.prompts import PromptSet, class_prompts, read_class_list, read_prompt_csv
 
 NAMES = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=8).filter(lambda s: s.strip())
 TEMPLATE = st.builds(lambda a, b: f"{a}{{}}{b}", st.text(st.sampled_from("ab {}.,"), max_size=5),
                      st.text(st.sampled_from("ab {}.,"), max_size=5))
-
-
-def clear_error(call):
-    try:
-        return call()
-    except (ValueError, TypeError) as err:
-        assert str(err).strip(), f"{type(err).__name__} without a message"
-        return None
 
 
 @given(st.lists(NAMES, min_size=1, max_size=5, unique_by=str.strip), st.lists(TEMPLATE, min_size=1, max_size=3),

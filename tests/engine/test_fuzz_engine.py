@@ -11,7 +11,7 @@ import torch
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from conftest import KnownErrorModel
+from conftest import KnownErrorModel, clear_error, rejects
 from diffclf_lite import (Candidates, Exhaustive, GaussianMixture, ProfiledRacing, Racing, Staged, SuccessiveElimination,
                           classify, expected_calibration_error, fit_temperature, make_plan, probabilities,
                           reliability_bins, replay, timestep_grid)
@@ -19,22 +19,6 @@ from diffclf_lite import (Candidates, Exhaustive, GaussianMixture, ProfiledRacin
 JUNK = st.one_of(st.none(), st.booleans(), st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=4),
                  st.integers(-3, 3), st.lists(st.integers(-3, 3), max_size=3), st.just(object()),
                  st.just(torch.tensor([1.5, float("nan")])), st.just(torch.zeros(2, 3, dtype=torch.bool)))
-
-
-def clear_error(call) -> None:
-    """`call()` either returns or raises ValueError/TypeError with a message; any other exception fails the test."""
-    try:
-        call()
-    except (ValueError, TypeError) as err:
-        assert str(err).strip(), f"{type(err).__name__} without a message"
-
-
-def rejects(call) -> str:
-    """`call()` must raise ValueError or TypeError with a message (never return a result)."""
-    with pytest.raises((ValueError, TypeError)) as info:
-        call()
-    assert str(info.value).strip()
-    return str(info.value)
 
 
 @st.composite

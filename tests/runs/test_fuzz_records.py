@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import clear_error
 from diffclf_lite import Exhaustive, GaussianMixture, Racing
 from diffclf_lite.data.prompts import class_prompts
 from diffclf_lite.runs import records as R
@@ -18,14 +19,6 @@ from diffclf_lite.runs.evaluate import evaluate, merge
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
                     max_leaves=8)
-
-
-def clear_error(call):
-    try:
-        return call()
-    except (ValueError, TypeError) as err:
-        assert str(err).strip(), f"{type(err).__name__} without a message"
-        return None
 
 
 @given(st.lists(st.tuples(st.integers(0, 10**6), st.dictionaries(st.text(max_size=5), JSON, max_size=4)),
