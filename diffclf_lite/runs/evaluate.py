@@ -14,6 +14,7 @@ import torch
 
 from ..data.prompts import PromptSet
 from ..engine import classify
+from ..engine.checks import integer
 
 __all__ = ["Evaluation", "evaluate", "merge", "run_manifest", "planned_nfe", "results_table", "plot_confusion",
            "compare"]
@@ -145,9 +146,8 @@ def evaluate(model: Any, dataset: Any, prompts: PromptSet, strategy: Any, *, los
     n = len(dataset)
     if n == 0:
         raise ValueError("the dataset is empty: nothing to evaluate.")
-    for name, value in (("images_per_call", images_per_call), ("batch_size", batch_size)):
-        if isinstance(value, bool) or int(value) < 1:
-            raise ValueError(f"{name} must be at least 1, got {value}.")
+    images_per_call, batch_size = integer(images_per_call, "images_per_call", 1), integer(batch_size, "batch_size", 1)
+    seed = integer(seed, "seed")
     rank, world = (0, 1) if state is None else (int(state.process_index), int(state.num_processes))
     barrier = None if state is None else state.wait_for_everyone
     source = getattr(dataset, "source_index", lambda i: i)
@@ -185,7 +185,7 @@ def evaluate(model: Any, dataset: Any, prompts: PromptSet, strategy: Any, *, los
                 new.append({"index": index[i], "label": int(err.label), "error": str(err)})
                 continue
             images.append(image)
-            labels.append(int(label))
+            labels.append(integer(label, f"the label of image {index[i]}"))
             positions.append(i)
         if any(not 0 <= lbl < prompts.num_classes for lbl in labels):
             raise ValueError(f"labels {labels} fall outside the {prompts.num_classes} classes of the prompt set.")

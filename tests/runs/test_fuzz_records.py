@@ -108,3 +108,16 @@ def test_a_foreign_manifest_or_damaged_timing_found_by_the_fuzzer(tmp_path):
     (tmp_path / "timing" / "rank0.jsonl").write_bytes(b'\x80{"index": 0}\n{"index": 0, "seconds": 2.5}\n')
     assert R.read_timing(tmp_path) == {0: 2.5}  # was UnicodeDecodeError: a damaged line is skipped
     assert merge(tmp_path, write=False).records[0]["seconds"] == 2.5
+
+
+@pytest.mark.parametrize("name", ["batch_size", "images_per_call", "seed", "label"])
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), 2.5])
+def test_evaluate_settings_found_by_the_fuzzer(tmp_path, name, value):
+    """Infinite counts raised OverflowError (int(inf)), NaN a bare 'cannot convert float NaN to integer'."""
+    gmm = GaussianMixture.random(2, 3, seed=0)
+    point = gmm.sample(1, seed=0)[0][0].tolist()
+    data = [(point, value if name == "label" else 0)]
+    kwargs = {} if name == "label" else {name: value}
+    label = "the label of image 0" if name == "label" else name
+    with pytest.raises(TypeError, match=f"{label} must be a whole number"):
+        evaluate(gmm, data, class_prompts(["a", "b"]), Exhaustive(3), progress=False, output=tmp_path, **kwargs)
