@@ -4,13 +4,40 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import os
+
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
 from PIL import Image
 from torch import nn
 
 from diffclf_lite import alphas_cumprod_from_betas, beta_schedule, timestep_grid
+
+# Property-based (fuzz) tests: few examples in `make test`, many with HYPOTHESIS_PROFILE=slow (see the README).
+settings.register_profile("default", max_examples=12, deadline=None, derandomize=True,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+settings.register_profile("slow", max_examples=400, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+def clear_error(call):
+    """`call()`'s result, or None when it raised ValueError/TypeError with a message; any other exception fails."""
+    try:
+        return call()
+    except (ValueError, TypeError) as err:
+        assert str(err).strip(), f"{type(err).__name__} without a message"
+        return None
+
+
+def rejects(call) -> str:
+    """`call()` must raise ValueError or TypeError with a message (never return a result); the message."""
+    with pytest.raises((ValueError, TypeError)) as info:
+        call()
+    assert str(info.value).strip()
+    return str(info.value)
 
 
 class KnownErrorModel:

@@ -3,7 +3,6 @@ torchvision is imported only there), a folder of images (one subfolder per class
 offline (the smoke and cpu profiles; scikit-image is not a dependency)."""
 from __future__ import annotations
 
-import hashlib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .fingerprints import files_fingerprint
 from .prompts import canonical_name, dataset_info
 
 __all__ = ["ImageDataset", "UnreadableImage", "torchvision_dataset", "image_folder", "synthetic_shapes", "load_dataset",
@@ -38,7 +38,7 @@ class ImageDataset:
     size: int
     indices: Sequence[int] | None = None  # positions in the underlying dataset, when this is a subset
     skipped: list[str] = field(default_factory=list)  # files left out when the dataset was built, with the reason
-    fingerprint: str = ""  # what identifies the underlying data (file list and sizes for a folder)
+    fingerprint: str = ""  # what identifies the underlying data (for a folder: each file's path, content and label)
 
     def __len__(self) -> int:
         return self.size if self.indices is None else len(self.indices)
@@ -150,8 +150,7 @@ def image_folder(path: str | Path, class_names: Sequence[str] | None = None) -> 
     if skipped:
         warnings.warn(f"{root}: {len(skipped)} files left out: " + "; ".join(skipped[:3]) + (" ..." if len(skipped) > 3 else ""),
                       stacklevel=2)
-    digest = hashlib.sha256("".join(f"{f.relative_to(root).as_posix()}\0{f.stat().st_size}\0{c}\n"
-                                    for f, c in items).encode()).hexdigest()[:16]
+    digest = files_fingerprint(root, items)  # every image by content: a file rewritten in place is another dataset
 
     def get(i: int) -> tuple[Any, int]:
         f, label = items[i]

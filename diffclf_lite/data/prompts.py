@@ -11,6 +11,8 @@ from typing import Sequence
 
 import torch
 
+from ..engine.checks import integer, tensor
+
 __all__ = ["DATASETS", "PromptSet", "canonical_name", "dataset_info", "dataset_prompts", "class_prompts", "read_class_list",
            "read_prompt_csv"]
 
@@ -44,6 +46,14 @@ class PromptSet:
     prompt_class: tuple[int, ...]
 
     def __post_init__(self) -> None:
+        for field, value in (("class_names", self.class_names), ("prompts", self.prompts), ("prompt_class", self.prompt_class)):
+            if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)):
+                raise TypeError(f"PromptSet.{field} must be a tuple, got {type(value).__name__} {value!r:.60}.")
+        if any(not isinstance(v, str) for v in (*self.class_names, *self.prompts)):
+            raise TypeError("PromptSet.class_names and PromptSet.prompts must hold strings.")
+        object.__setattr__(self, "prompt_class", tuple(integer(c, "each prompt class index") for c in self.prompt_class))
+        for field in ("class_names", "prompts"):
+            object.__setattr__(self, field, tuple(getattr(self, field)))
         C = len(self.class_names)
         if C < 1 or not self.prompts or len(self.prompts) != len(self.prompt_class):
             raise ValueError("a PromptSet needs at least one class and exactly one class index per prompt.")
@@ -66,8 +76,16 @@ class PromptSet:
 
         Prompts still alive when a strategy stops were all evaluated on the same timesteps, so the means compare.
         """
-        err = mean_errors.double()
-        ok = ~err.isnan() if alive is None else (alive.to(err.device) & ~err.isnan())
+        err = tensor(mean_errors, "mean_errors", torch.float64)
+        if err.ndim != 2 or err.shape[1] != len(self.prompts):
+            raise ValueError(f"mean_errors must have shape (N, {len(self.prompts)}), one column per prompt, got "
+                             f"{tuple(err.shape)}.")
+        if alive is not None:
+            alive = tensor(alive, "alive")
+            if alive.shape != err.shape or alive.dtype != torch.bool:
+                raise ValueError(f"alive must be a bool tensor shaped like mean_errors {tuple(err.shape)}, got "
+                                 f"{alive.dtype} {tuple(alive.shape)}.")
+        ok = ~err.isnan() if alive is None else (alive & ~err.isnan())
         onehot = torch.zeros(len(self.prompts), self.num_classes, dtype=err.dtype, device=err.device)
         onehot[torch.arange(len(self.prompts)), torch.tensor(self.prompt_class)] = 1.0
         return (err.nan_to_num(0.0) * ok) @ onehot / (ok.to(err.dtype) @ onehot)  # 0/0 = NaN for a class with none
@@ -79,13 +97,24 @@ class PromptSet:
 
 def class_prompts(class_names: Sequence[str], templates: Sequence[str] | str = "a photo of a {}.") -> PromptSet:
     """Every template filled with every class name: prompts ordered class by class."""
-    templates = [templates] if isinstance(templates, str) else list(templates)
+    if isinstance(class_names, (str, bytes)) or not hasattr(class_names, "__iter__"):
+        raise TypeError(f"class_names must be a list of names, one per class, got {class_names!r:.60}.")
+    if isinstance(templates, (str, bytes)) or not hasattr(templates, "__iter__"):
+        templates = [templates]
+    templates = list(templates)
     names = [str(n).strip() for n in class_names]
     if not names or any(not n for n in names):
         raise ValueError("class names must be non-empty strings (one per class).")
-    if not templates or any("{}" not in t for t in templates):
-        raise ValueError(f"every template needs a '{{}}' where the class name goes, got {templates}.")
-    prompts = [t.format(n) for n in names for t in templates]
+    if not templates or any(not isinstance(t, str) for t in templates):
+        raise TypeError(f"templates must be strings with a '{{}}' where the class name goes, got {templates!r:.80}.")
+    try:
+        prompts = [t.format(n) for n in names for t in templates]
+        valid = all(t.format("\0") .count("\0") == 1 for t in templates)
+    except (IndexError, KeyError, ValueError):
+        valid = False
+    if not valid:
+        raise ValueError(f"every template needs a '{{}}' (exactly one) where the class name goes, and other braces doubled "
+                         f"({{{{ and }}}}), got {templates!r:.80}.")
     return PromptSet(tuple(names), tuple(prompts), tuple(c for c in range(len(names)) for _ in templates))
 
 
@@ -115,15 +144,18 @@ def read_prompt_csv(path: str | Path) -> PromptSet:
     """A CSV with columns `class_index,prompt` (optional `class_name`); the official code's `classidx,prompt,classname`
     also works. Several rows may share a class; indices must cover 0..C-1 without gaps."""
     path = Path(path)
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        cols = {c.strip().lower(): c for c in (reader.fieldnames or [])}
-        idx_col = cols.get("class_index") or cols.get("classidx")
-        prompt_col = cols.get("prompt")
-        name_col = cols.get("class_name") or cols.get("classname")
-        if idx_col is None or prompt_col is None:
-            raise ValueError(f"{path}: needs the columns class_index and prompt (found {list(cols)}).")
-        rows = list(reader)
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            cols = {c.strip().lower(): c for c in (reader.fieldnames or [])}
+            idx_col = cols.get("class_index") or cols.get("classidx")
+            prompt_col = cols.get("prompt")
+            name_col = cols.get("class_name") or cols.get("classname")
+            if idx_col is None or prompt_col is None:
+                raise ValueError(f"{path}: needs the columns class_index and prompt (found {list(cols)}).")
+            rows = list(reader)
+    except (csv.Error, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a readable UTF-8 CSV file ({err}).") from None
     if not rows:
         raise ValueError(f"{path}: no prompts (the file has a header but no rows).")
     prompts, classes, names = [], [], {}

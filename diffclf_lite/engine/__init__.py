@@ -7,6 +7,7 @@ imports nothing outside this folder). Read it in this order:
 - `scoring`: batched errors of (sample, class) pairs, and `classify` / `replay` driving a strategy.
 - `strategies/`: which pairs to evaluate next (exhaustive, staged, elimination, racing).
 - `calibration`: class probabilities, a fitted temperature, calibration error.
+- `checks`: the argument checks they share (whole-number counts, class labels, tensors from user input).
 """
 from .calibration import cross_fitted_ece, expected_calibration_error, fit_temperature, probabilities, reliability_bins
 from .contract import EpsModel, check_model

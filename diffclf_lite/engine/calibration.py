@@ -5,20 +5,25 @@ import warnings
 
 import torch
 
+from .checks import class_labels, integer, positive, tensor
+
 __all__ = ["probabilities", "fit_temperature", "expected_calibration_error", "reliability_bins", "cross_fitted_ece"]
 
 
 def _logits(mean_errors: torch.Tensor) -> torch.Tensor:
-    e = torch.as_tensor(mean_errors, dtype=torch.float64)
+    e = tensor(mean_errors, "mean_errors", torch.float64)
     if e.ndim != 2 or e.shape[1] < 1:
         raise ValueError(f"mean_errors must have shape (N, C), got {tuple(e.shape)}.")
+    none = e.isnan().all(1)
+    if bool(none.any()):
+        raise ValueError(f"sample {int(none.nonzero()[0, 0])} has no evaluated class (every mean error is NaN): "
+                         "its probabilities are undefined.")
     return (-e).nan_to_num(nan=float("-inf"))  # a class never evaluated gets probability 0
 
 
 def probabilities(mean_errors: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """p(c_i | x) = exp(-E_i / tau) / sum_j exp(-E_j / tau) (Li et al. eq. 6, uniform prior), (N, C)."""
-    if not temperature > 0:
-        raise ValueError(f"temperature must be positive, got {temperature}.")
+    temperature = positive(temperature, "temperature")
     return torch.softmax(_logits(mean_errors) / temperature, dim=1)
 
 
@@ -29,11 +34,9 @@ def fit_temperature(mean_errors: torch.Tensor, labels: torch.Tensor, max_doublin
     E_{i,y_i} - E_{p_beta}[E_i] is monotone, so a bracket and bisection find the optimum exactly.
     """
     logits = _logits(mean_errors)
-    y = torch.as_tensor(labels, dtype=torch.long)
-    if y.shape != (len(logits),) or len(y) == 0:
-        raise ValueError(f"labels must have shape ({len(logits)},), one per row of mean_errors, got {tuple(y.shape)}.")
-    if int(y.min()) < 0 or int(y.max()) >= logits.shape[1]:
-        raise ValueError(f"labels must lie in [0, {logits.shape[1] - 1}].")
+    if len(logits) == 0:
+        raise ValueError("fit_temperature needs at least one sample, got mean_errors of shape (0, C).")
+    y = class_labels(labels, logits.shape[1], len(logits))
     true = logits[torch.arange(len(y)), y]
     if not bool(torch.isfinite(true).all()):
         raise ValueError("the true class of some sample was never evaluated; fit on results where every class has errors.")
@@ -63,7 +66,13 @@ def fit_temperature(mean_errors: torch.Tensor, labels: torch.Tensor, max_doublin
 
 def reliability_bins(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = 15):
     """Per confidence bin: (mean confidence, accuracy, count), from the top-1 probability; empty bins dropped."""
-    probs, labels = torch.as_tensor(probs, dtype=torch.float64), torch.as_tensor(labels)
+    probs = tensor(probs, "probs", torch.float64)
+    if probs.ndim != 2 or probs.shape[0] < 1 or probs.shape[1] < 1:
+        raise ValueError(f"probs must have shape (N, C) with N, C >= 1, got {tuple(probs.shape)}.")
+    if not bool(((probs >= 0) & (probs <= 1)).all()):
+        raise ValueError("probs must be probabilities in [0, 1] (e.g. from `probabilities`); got NaN or values outside.")
+    labels = class_labels(labels, probs.shape[1], len(probs))
+    n_bins = integer(n_bins, "n_bins", 1)
     conf, pred = probs.max(1)
     correct = (pred == labels).double()
     b = (conf * n_bins).clamp(max=n_bins - 1).long()
@@ -82,7 +91,7 @@ def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, n_bins
 
 def cross_fitted_ece(mean_errors: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> float:
     """ECE of p(c|x) on each half of the samples with the temperature fitted on the other half, averaged."""
-    labels = torch.as_tensor(labels)
+    labels = class_labels(labels, _logits(mean_errors).shape[1], len(mean_errors))
     n = len(labels) // 2
     if n < 1:
         raise ValueError("cross_fitted_ece needs at least two samples: one half fits the temperature, the other tests it.")

@@ -5,7 +5,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["EpsModel", "check_model"]
+__all__ = ["EpsModel", "check_model", "check_encoded", "check_eps_output"]
 
 
 @runtime_checkable
@@ -44,3 +44,38 @@ def check_model(model: Any) -> None:
         raise ValueError("model.alphas_cumprod must lie strictly between 0 and 1.")
     if int(model.num_conditions) < 1:
         raise ValueError(f"model.num_conditions must be at least 1, got {model.num_conditions}.")
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    """cuda and cuda:0 are the same place; cuda:0 and cuda:1 are not."""
+    return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)
+
+
+def _check_tensor(model: Any, what: str, out: Any, shape: tuple | None, device: torch.device | None) -> None:
+    name = f"{type(model).__name__}.{what}"
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"{name} must return a torch.Tensor, got {type(out).__name__}.")
+    if not out.is_floating_point():
+        raise TypeError(f"{name} must return a floating-point tensor, got dtype {out.dtype}.")
+    if shape is not None and tuple(out.shape) != shape:
+        raise ValueError(f"{name} returned shape {tuple(out.shape)}; expected {shape}, one entry per input "
+                         "(nothing is broadcast: a wrong shape would score every pair against the wrong prediction).")
+    if device is not None and not _same_device(out.device, torch.device(device)):
+        raise ValueError(f"{name} returned a tensor on {out.device}; expected it on {device}.")
+
+
+def check_encoded(model: Any, x0: Any, images: Any) -> None:
+    """What `encode` returns: a floating tensor (N, *shape) on model.device, one row per image, finite (one check)."""
+    n = len(images) if isinstance(images, (list, tuple)) else None
+    _check_tensor(model, "encode", x0, None, torch.device(model.device))
+    if x0.ndim < 2 or (n is not None and len(x0) != n):
+        raise ValueError(f"{type(model).__name__}.encode returned shape {tuple(x0.shape)}; expected "
+                         f"({n if n is not None else 'N'}, *shape), one row per image.")
+    if len(x0) and not bool(torch.isfinite(x0).all()):
+        raise ValueError(f"{type(model).__name__}.encode returned NaN or inf; check the input data.")
+
+
+def check_eps_output(model: Any, pred: Any, x_t: torch.Tensor) -> None:
+    """What `eps` returns, checked per batch from metadata only (no host sync): a floating tensor shaped and placed
+    like x_t. Its finiteness is checked once per round on the errors, which are NaN or inf wherever it is."""
+    _check_tensor(model, "eps", pred, tuple(x_t.shape), x_t.device)

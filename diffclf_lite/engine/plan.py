@@ -7,6 +7,7 @@ from typing import Sequence
 
 import torch
 
+from .checks import integer
 from .schedule import timestep_weights
 
 __all__ = ["Plan", "timestep_grid", "make_plan", "official_noise_order", "plan_from_official_noise"]
@@ -14,6 +15,7 @@ __all__ = ["Plan", "timestep_grid", "make_plan", "official_noise_order", "plan_f
 
 def timestep_grid(n: int, num_train_timesteps: int) -> torch.Tensor:
     """n evenly spaced timesteps as the official code lays them: start T // n // 2, stride T // n."""
+    n = integer(n, "the number of timesteps n")
     if not 1 <= n <= num_train_timesteps:
         raise ValueError(f"the timestep grid needs 1 <= n <= {num_train_timesteps} points, got n = {n}.")
     step = num_train_timesteps // n
@@ -52,7 +54,11 @@ def make_plan(
     With `antithetic`, the draws of a timestep come in pairs (eps, -eps): the part of a paired error difference
     that is linear in eps cancels exactly.
     """
-    if int(n_trials) < 1 or (antithetic and n_trials % 2):
+    n_timesteps, n_trials, seed = integer(n_timesteps, "n_timesteps"), integer(n_trials, "n_trials"), integer(seed, "seed")
+    if isinstance(shape, (str, bytes)) or not hasattr(shape, "__iter__"):
+        raise TypeError(f"shape must be a tuple of sizes such as (4, 64, 64), got {shape!r}.")
+    shape = tuple(integer(s, "each entry of shape", 1) for s in shape)
+    if n_trials < 1 or (antithetic and n_trials % 2):
         raise ValueError(f"n_trials must be a positive integer, and even when antithetic; got {n_trials}.")
     t = timestep_grid(n_timesteps, len(alphas_cumprod)).repeat_interleave(n_trials)
     g = torch.Generator().manual_seed(seed)

@@ -46,11 +46,11 @@ def timestep_weights(alphas_cumprod: torch.Tensor, weighting: str = "uniform") -
     (SNR(t-1) / SNR(t) - 1) / 2.  At t = 1 beta-tilde vanishes, so sigma_1^2 = beta_1 is used (w_1 = 1 / (2 alpha_1)),
     which stands in for the reconstruction term L_0.
     """
+    if not isinstance(weighting, str) or weighting not in WEIGHTINGS:
+        raise ValueError(f"Unknown timestep weighting {weighting!r}; choose one of {WEIGHTINGS}.")
     abar = alphas_cumprod.double()
     if weighting == "uniform":
         return torch.ones_like(abar)
-    if weighting != "vlb":
-        raise ValueError(f"Unknown timestep weighting {weighting!r}; choose one of {WEIGHTINGS}.")
     alphas = torch.cat([abar[:1], abar[1:] / abar[:-1]])
     betas = 1.0 - alphas
     w = torch.empty_like(abar)

@@ -6,6 +6,7 @@ import math
 import torch
 
 from ..engine import alphas_cumprod_from_betas, beta_schedule
+from ..engine.checks import class_labels
 
 __all__ = ["GaussianMixture"]
 
@@ -122,11 +123,8 @@ class GaussianMixture:
     def expected_accuracy(self, x: torch.Tensor, prediction: torch.Tensor) -> float:
         """The exact probability that `prediction` (N,) is the true class, averaged over the points x: accuracy
         without the noise of sampled labels (uniform prior)."""
-        prediction = torch.as_tensor(prediction, dtype=torch.long)
         posterior = self.bayes_posterior(x).double()
-        if prediction.shape != (len(posterior),):
-            raise ValueError(f"prediction must have shape ({len(posterior)},), one class per point, "
-                             f"got {tuple(prediction.shape)}.")
+        prediction = class_labels(prediction, self.num_conditions, len(posterior), name="prediction")
         return posterior.gather(1, prediction.to(posterior.device)[:, None]).mean().item()
 
     def expected_error(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

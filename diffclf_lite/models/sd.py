@@ -61,6 +61,7 @@ class StableDiffusion:
         self.encode_batch_size = int(encode_batch_size)
         self._cache: dict[str, torch.Tensor] = {}
         self.text_encoder_calls = 0
+        self.commit_hash: str | None = None  # set by from_pretrained for a hub model
         self.set_prompts(prompts)
 
     @classmethod
@@ -84,12 +85,14 @@ class StableDiffusion:
 
             unet, vae, text_encoder = load_with_variant(parts, variant)  # fp16 files where the repository has them
             tokenizer = CLIPTokenizer.from_pretrained(src, subfolder="tokenizer", **kw)
-            config = DDPMScheduler.load_config(src, subfolder="scheduler", **kw)
+            config, commit = DDPMScheduler.load_config(src, subfolder="scheduler", return_commit_hash=True, **kw)
         except (OSError, ValueError) as err:
             raise load_error("sd", src, err, _LAYOUT, revision) from err
         scheduler = DDPMScheduler.from_config(config)
-        return cls(unet, vae, text_encoder, tokenizer, scheduler.alphas_cumprod, prompts, device=dev, dtype=dt,
-                   resolution=resolution, prediction_type=scheduler.config.prediction_type, **kwargs)
+        model = cls(unet, vae, text_encoder, tokenizer, scheduler.alphas_cumprod, prompts, device=dev, dtype=dt,
+                    resolution=resolution, prediction_type=scheduler.config.prediction_type, **kwargs)
+        model.commit_hash = commit  # the hub commit the files came from (None for a local folder)
+        return model
 
     # ---- conditions: prompt embeddings, computed once per distinct prompt ----
     @property

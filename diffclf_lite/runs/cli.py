@@ -11,6 +11,8 @@ from ..data.hub import HUB, pinned
 
 __all__ = ["main", "build_parser", "parse_strategy"]
 
+DEFAULT_TEMPLATE = "a photo of a {}."
+
 EPILOG = """examples:
   # the paper's CIFAR-10 setting on 200 test images (Colab GPU; downloads SD 2 base and CIFAR-10)
   python -m diffclf_lite evaluate --data cifar10 --subset 200 --strategy paper --output runs/cifar10
@@ -80,9 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data-root", default="data", help="where torchvision keeps/downloads datasets (default: %(default)s)")
     ev.add_argument("--prompts", default="paper",
                     help="'paper' (the paper's single template for the dataset; for a folder, its own prompts.csv if it "
-                         "has one), 'all' (CLIP's template ensemble, errors "
+                         "has one), 'all' (for the paper's datasets: CLIP's template ensemble, errors "
                          "averaged per class), a CSV with columns class_index,prompt, or a .txt class list (see --template)")
-    ev.add_argument("--template", default="a photo of a {}.",
+    ev.add_argument("--template", default=DEFAULT_TEMPLATE,
                     help="template for folder/synthetic/class-list classes; {} is the class name (default: %(default)r)")
     ev.add_argument("--strategy", default="paper",
                     help="exhaustive:N (N timesteps for every class), staged:25,250:5,1 (evaluations per stage : classes "
@@ -143,21 +145,16 @@ def _prompt_set(args: argparse.Namespace, dataset: object) -> object:
     if spec == "paper" and dataset.name not in P.DATASETS and own.is_file():  # a folder that carries its own prompts
         return P.read_prompt_csv(own)
     if dataset.name in P.DATASETS:
+        if args.template != DEFAULT_TEMPLATE:
+            raise ValueError(f"--template is for folders, synthetic data and .txt class lists; {dataset.name} has the "
+                             f"paper's own prompts (--prompts {spec}). For your own template, write the class names to a "
+                             ".txt file and pass it with --prompts and --template.")
         return P.dataset_prompts(dataset.name, spec)
+    if spec == "all":
+        raise ValueError(f"--prompts all is CLIP's template ensemble of one of the paper's datasets "
+                         f"({', '.join(P.DATASETS)}); {args.data} has none. Use --template for one template, or a .csv "
+                         "file (class_index,prompt) with several prompts per class to average them.")
     return P.class_prompts(dataset.classes, args.template)
-
-
-def _hub_revision(model_id: str) -> str | None:
-    """The commit of a hub model: the table's pin (what from_pretrained loads), else the local cache's, else None."""
-    if pinned(model_id)[1]:
-        return pinned(model_id)[1]
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        path = try_to_load_from_cache(model_id, "model_index.json")
-    except Exception:  # an odd id or an old huggingface_hub: the id alone goes into the manifest
-        return None
-    return Path(path).parent.name if isinstance(path, str) else None
 
 
 def _process_state(device: str | None) -> object | None:
@@ -177,7 +174,7 @@ def run_evaluate(args: argparse.Namespace) -> dict:
     from ..models.devices import resolve_device
     from ..models.sd import StableDiffusion
     from .evaluate import evaluate
-    from .records import fingerprint_folder
+    from .records import check_output, fingerprint_folder, hub_commit
 
     for flag in ("subset", "batch_size", "images_per_call", "resolution"):
         value = getattr(args, flag)
@@ -185,6 +182,7 @@ def run_evaluate(args: argparse.Namespace) -> dict:
             raise ValueError(f"--{flag.replace('_', '-')} must be at least 1, got {value}.")
     if args.model and not Path(args.model).exists() and args.model.count("/") != 1:
         raise ValueError(f"--model {args.model!r} is neither an existing folder nor a hub id of the form owner/name.")
+    check_output(args.output)  # before any work: a folder that cannot be created fails now, naming --output
     state = _process_state(args.device)
     per_process = state is not None and (args.device or "cuda").strip().lower() in ("cuda", "gpu")
     device = state.device if per_process else resolve_device(args.device)  # accelerate gives each process its GPU
@@ -200,7 +198,7 @@ def run_evaluate(args: argparse.Namespace) -> dict:
                                             resolution=args.resolution)
     local = Path(args.model).exists()
     extra = {"model_source": str(Path(args.model).resolve()) if local else args.model,
-             "model_fingerprint": fingerprint_folder(args.model) if local else _hub_revision(args.model),
+             "model_fingerprint": fingerprint_folder(args.model) if local else hub_commit(*pinned(args.model)[:2], model=model),
              "data": args.data, "data_fingerprint": dataset.fingerprint, "resolution": model.resolution}
     result = evaluate(model, subset, prompt_set, strategy, loss=args.loss or paper_loss or "l2", seed=args.seed,
                       batch_size=args.batch_size, images_per_call=args.images_per_call, progress=not args.no_progress,

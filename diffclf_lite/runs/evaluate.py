@@ -14,6 +14,7 @@ import torch
 
 from ..data.prompts import PromptSet
 from ..engine import classify
+from ..engine.checks import integer
 
 __all__ = ["Evaluation", "evaluate", "merge", "run_manifest", "planned_nfe", "results_table", "plot_confusion",
            "accuracy_se", "compare", "mcnemar"]
@@ -135,6 +136,9 @@ def evaluate(model: Any, dataset: Any, prompts: PromptSet, strategy: Any, *, los
     `records.open_output`), and the merged records are returned. `state` (an accelerate PartialState) shards the
     chunks across processes. With `max_seconds`, no new image is started once that much time has passed. An image
     the dataset cannot read (`datasets.UnreadableImage`) gets a record with an `error` and no prediction.
+    `batch_size`, `images_per_call` and the number of processes may change when a run resumes: they decide how pairs
+    are grouped into batches, not which are evaluated, so a float32 model's new records may differ from the old batch
+    shapes' in the last bits (see `engine.scoring.evaluate_pairs`); a float64 model's are bit-identical.
     """
     from tqdm.auto import tqdm
 
@@ -148,9 +152,8 @@ def evaluate(model: Any, dataset: Any, prompts: PromptSet, strategy: Any, *, los
     n = len(dataset)
     if n == 0:
         raise ValueError("the dataset is empty: nothing to evaluate.")
-    for name, value in (("images_per_call", images_per_call), ("batch_size", batch_size)):
-        if isinstance(value, bool) or int(value) < 1:
-            raise ValueError(f"{name} must be at least 1, got {value}.")
+    images_per_call, batch_size = integer(images_per_call, "images_per_call", 1), integer(batch_size, "batch_size", 1)
+    seed = integer(seed, "seed")
     rank, world = (0, 1) if state is None else (int(state.process_index), int(state.num_processes))
     barrier = None if state is None else state.wait_for_everyone
     source = getattr(dataset, "source_index", lambda i: i)
@@ -188,7 +191,7 @@ def evaluate(model: Any, dataset: Any, prompts: PromptSet, strategy: Any, *, los
                 new.append({"index": index[i], "label": int(err.label), "error": str(err)})
                 continue
             images.append(image)
-            labels.append(int(label))
+            labels.append(integer(label, f"the label of image {index[i]}"))
             positions.append(i)
         if any(not 0 <= lbl < prompts.num_classes for lbl in labels):
             raise ValueError(f"labels {labels} fall outside the {prompts.num_classes} classes of the prompt set.")
@@ -231,7 +234,7 @@ def merge(folder: str | Path, *, write: bool = True, allow_partial: bool = False
     folder = Path(folder)
     if not (folder / R.MANIFEST).is_file():
         raise ValueError(f"{folder} has no {R.MANIFEST}: not an evaluation output folder (see `diffclf evaluate --output`).")
-    manifest = json.loads((folder / R.MANIFEST).read_text(encoding="utf-8"))
+    manifest = R.read_manifest(folder)
     found, timing = R.read_records(folder), R.read_timing(folder)
     stray = sorted(set(found) - set(manifest["indices"]))
     if stray:

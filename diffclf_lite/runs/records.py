@@ -18,15 +18,21 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
+
+from ..data.fingerprints import file_digest
 
 __all__ = ["MANIFEST", "atomic_write_text", "write_record", "done_indices", "read_records", "manifest_differences",
-           "open_output", "fingerprint_folder", "append_timing", "read_timing"]
+           "check_output", "read_manifest", "open_output", "fingerprint_folder", "append_timing", "read_timing"]
 
 MANIFEST = "manifest.json"
 RECORDS = "records"
-# settings that may change between runs into the same folder without changing the maths (only the last float bits)
+# settings that may change between runs into the same folder: the same pairs with the same (t, eps) are evaluated, but
+# batch shapes change, and float32 kernels (convolutions, matrix products) sum in an order that depends on them
 SOFT_SETTINGS = ("batch_size", "images_per_call", "processes")
+SOFT_NOTE = ("the same pairs are evaluated with the same timesteps and noise, but a float32 model's errors in new records "
+             "may differ from what the old batch shapes gave in the last bits (about 1e-7 relative: convolution and "
+             "matrix kernels sum in an order that depends on the batch shape, on the CPU as on a GPU)")
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -94,10 +100,19 @@ def _short(value: Any, width: int = 70) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
+# what a difference in a content fingerprint means, said first: the setting names alone would not tell a reader
+CONTENT_CHANGES = {
+    "model_fingerprint": "the model's files (weights or configs) are not the ones the records were made with",
+    "data_fingerprint": "the image files (their contents, names or labels) are not the ones the records were made from",
+}
+
+
 def manifest_differences(stored: dict, current: dict) -> list[str]:
-    """'setting: folder has X, this run has Y' for each setting (other than the soft ones) that differs."""
-    keys = sorted((set(stored) | set(current)) - set(SOFT_SETTINGS))
-    return [f"{k}: the folder has {_short(stored.get(k))}, this run has {_short(current.get(k))}"
+    """'setting: folder has X, this run has Y' for each setting (other than the soft ones) that differs; changed
+    contents of the model or the images first, in words."""
+    keys = sorted((set(stored) | set(current)) - set(SOFT_SETTINGS), key=lambda k: (k not in CONTENT_CHANGES, k))
+    return [f"{CONTENT_CHANGES[k] + ' (' if k in CONTENT_CHANGES else ''}{k}: the folder has {_short(stored.get(k))}, "
+            f"this run has {_short(current.get(k))}{')' if k in CONTENT_CHANGES else ''}"
             for k in keys if stored.get(k) != current.get(k)]
 
 
@@ -113,26 +128,52 @@ def _clear(folder: Path) -> None:
         (folder / name).unlink(missing_ok=True)
 
 
-def _check(folder: Path, manifest: dict) -> None:
-    stored = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+def read_manifest(folder: str | Path) -> dict:
+    """The folder's manifest.json; ValueError naming the file when it is not a manifest this package wrote."""
+    path = Path(folder) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); rerun with --overwrite (overwrite=True) to start over.") from None
+    ok = isinstance(manifest, dict) and all(isinstance(manifest.get(k), list) for k in ("indices", "classes", "prompts"))
+    if not ok or not all(isinstance(i, int) and not isinstance(i, bool) for i in manifest["indices"]):
+        raise ValueError(f"{path} is not a run manifest (it needs lists of indices, classes and prompts); it was edited "
+                         "or written by something else. Rerun with --overwrite (overwrite=True) to start over.")
+    return manifest
+
+
+def _check(folder: Path, manifest: dict) -> list[str]:
+    """Refuse a folder made with other settings; return the soft settings that changed."""
+    stored = read_manifest(folder)
     diffs = manifest_differences(stored, manifest)
     if diffs:
         raise ValueError(f"{folder} holds records made with other settings; " + "; ".join(diffs[:4])
                          + (f" (and {len(diffs) - 4} more)" if len(diffs) > 4 else "")
                          + ". Use a new output folder, or --overwrite (overwrite=True) to discard the old records.")
-    soft = [k for k in SOFT_SETTINGS if k in stored and stored.get(k) != manifest.get(k)]
-    if soft:
-        print(f"note: {', '.join(f'{k} {stored[k]} -> {manifest.get(k)}' for k in soft)} since the records in {folder} "
-              "were started; the maths is the same, the last float bits of new records may differ.")
+    return [f"{k} {stored[k]} -> {manifest.get(k)}" for k in SOFT_SETTINGS if k in stored and stored.get(k) != manifest.get(k)]
+
+
+def check_output(folder: str | Path) -> Path:
+    """Create the output folder (and its parents) now, before any work: a ValueError naming --output and the path if it
+    cannot be created or written."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--output {folder} exists and is not a folder; choose another --output.")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"--output {folder}: cannot create this folder ({err.strerror or err}); choose a place you can "
+                         "write to.") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"--output {folder}: this folder is not writable; choose a place you can write to.")
+    return folder
 
 
 def open_output(folder: str | Path, manifest: dict, *, overwrite: bool = False, is_main: bool = True,
                 barrier: Any = None) -> Path:
     """Create or reuse an output folder for `manifest`; refuse (ValueError naming the settings) a folder made
     with different settings. With several processes, only the main one writes; `barrier()` syncs them."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"output {folder} exists and is not a folder; choose another --output.")
+    folder = check_output(folder)
     json.dumps(manifest)  # a manifest must be plain JSON
     if not overwrite and (folder / MANIFEST).exists():
         _check(folder, manifest)
@@ -147,7 +188,9 @@ def open_output(folder: str | Path, manifest: dict, *, overwrite: bool = False, 
             atomic_write_text(folder / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     if barrier is not None:
         barrier()
-    _check(folder, manifest)
+    soft = _check(folder, manifest)
+    if soft and is_main:  # once, by one process
+        print(f"note: {', '.join(soft)} since the records in {folder} were started; {SOFT_NOTE}.")
     return folder
 
 
@@ -163,7 +206,7 @@ def read_timing(folder: str | Path) -> dict[int, float]:
     """Seconds per index from every rank's timing file (the latest entry wins; unparsable torn lines are skipped)."""
     out: dict[int, float] = {}
     for p in sorted((Path(folder) / "timing").glob("rank*.jsonl")):
-        for line in p.read_text(encoding="utf-8").splitlines():
+        for line in p.read_text(encoding="utf-8", errors="replace").splitlines():  # damage is skipped, not fatal
             try:
                 entry = json.loads(line)
                 out[int(entry["index"])] = float(entry["seconds"])
@@ -172,13 +215,38 @@ def read_timing(folder: str | Path) -> dict[int, float]:
     return out
 
 
-def fingerprint_folder(path: str | Path, patterns: Iterable[str] = ("*.json", "*.txt")) -> str:
-    """sha256 over every file's relative path and size, plus the full bytes of config files (cheap for GB weights)."""
+def fingerprint_folder(path: str | Path) -> str:
+    """sha256 over every file's relative path and content (weights included: a folder rebuilt in place with other
+    weights of the same sizes is another model). Each file is read once per process (`data.fingerprints`); at
+    about 1 GB/s that is seconds for Stable Diffusion's weights, once per run."""
     root = Path(path)
     h = hashlib.sha256()
     for p in sorted(q for q in root.rglob("*") if q.is_file() and ".cache" not in q.parts):
-        rel = p.relative_to(root).as_posix()
-        h.update(f"{rel}\0{p.stat().st_size}\0".encode())
-        if any(p.match(pat) for pat in patterns):
-            h.update(p.read_bytes())
+        h.update(f"{p.relative_to(root).as_posix()}\0{file_digest(p)}\n".encode())
     return h.hexdigest()[:16]
+
+
+def hub_commit(model_id: str, revision: str | None = None, model: Any = None) -> str:
+    """The commit of a hub model that was really loaded: the one the adapter read its config from (`commit_hash`,
+    or a transformers config's `_commit_hash`), else the snapshot the local cache resolves `revision` to, else the
+    hub's answer (`model_info`). A branch such as `main` moves; a commit does not, so resume compares commits."""
+    for source in (model, getattr(model, "text_encoder", None)):
+        commit = getattr(source, "commit_hash", None) or getattr(getattr(source, "config", None), "_commit_hash", None)
+        if isinstance(commit, str) and commit:
+            return commit
+    try:
+        import huggingface_hub as hub
+    except ImportError:
+        hub = None
+    if hub is not None:
+        try:
+            return Path(hub.snapshot_download(model_id, revision=revision, local_files_only=True)).name
+        except Exception:  # not in the local cache: ask the hub
+            pass
+        try:
+            return str(hub.model_info(model_id, revision=revision).sha)
+        except Exception as err:
+            raise ValueError(f"--model {model_id}: cannot tell which commit of it was loaded ({type(err).__name__}); a "
+                             "resumed run could not check that it uses the same weights. Pass a local folder "
+                             "(`hf download REPO --local-dir DIR`) instead.") from None
+    raise ValueError(f"--model {model_id}: huggingface_hub is needed to tell which commit of a hub model was loaded.")

@@ -22,7 +22,7 @@ def test_probabilities():
     p = probabilities(e, 0.5)
     assert p.sum().item() == pytest.approx(1.0) and p[0, 2] == 0
     assert p[0, 0] / p[0, 1] == pytest.approx(torch.e**2)
-    with pytest.raises(ValueError, match="temperature must be positive"):
+    with pytest.raises(ValueError, match="temperature must be a positive, finite number"):
         probabilities(e, 0.0)
 
 
@@ -52,9 +52,9 @@ def test_ece_hand_computed():
 
 def test_fit_temperature_bad_input():
     errors = torch.rand(4, 3)
-    with pytest.raises(ValueError, match="one per row"):
+    with pytest.raises(ValueError, match="one class index per sample"):
         fit_temperature(errors, torch.zeros(3, dtype=torch.long))
-    with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\]"):
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\) for 3 classes, got 3"):
         fit_temperature(errors, torch.tensor([0, 1, 2, 3]))
     with pytest.raises(ValueError, match="never evaluated"):
         fit_temperature(torch.tensor([[float("nan"), 1.0]]), torch.tensor([0]))

@@ -47,7 +47,10 @@ def test_errors_do_not_depend_on_batch_size(model_kind):
         x = torch.randn(5, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     runs = [classify(model, x, Exhaustive(13), batch_size=b, seed=5, loss="l1") for b in (1, 7, 64)]
     for r in runs[1:]:
-        torch.testing.assert_close(r.errors, runs[0].errors, rtol=1e-5, atol=1e-6)
+        if model_kind == "gmm":  # row by row in float64: bit-identical
+            assert torch.equal(r.errors, runs[0].errors)
+        else:  # float32 conv kernels sum in a batch-shape-dependent order: the last bits only (documented bound)
+            assert ((r.errors - runs[0].errors).abs() / runs[0].errors).max() < 1e-6
         assert torch.equal(r.prediction, runs[0].prediction)
     assert not runs[0].errors.isnan().any() and runs[0].nfe.tolist() == [13 * model.num_conditions] * len(x)
     other_seed = classify(model, x, Exhaustive(13), seed=6, loss="l1")

@@ -39,7 +39,7 @@ def test_expected_accuracy_is_the_mean_posterior_of_the_chosen_class():
     by_hand = sum(posterior[i, int(bayes[i])].item() for i in range(len(x))) / len(x)
     assert gmm.expected_accuracy(x, bayes) == pytest.approx(by_hand)
     assert gmm.expected_accuracy(x, (bayes + 1) % 3) < by_hand  # no other rule beats Bayes' expected accuracy
-    with pytest.raises(ValueError, match="one class per point"):
+    with pytest.raises(ValueError, match="one class index per sample"):
         gmm.expected_accuracy(x, bayes[:2])
 
 
@@ -104,3 +104,13 @@ def test_bad_arguments_are_explained():
         GaussianMixture(torch.zeros(3, 2)).encode(torch.zeros(4, 3))
     with pytest.raises(ValueError, match="closed form"):
         mixture().expected_error(torch.zeros(1, 4), torch.tensor([5]))
+
+
+def test_expected_accuracy_refuses_predictions_outside_the_classes():
+    gmm = GaussianMixture.random(3, 2, seed=0)
+    x, y = gmm.sample(2, seed=1)
+    assert 0.0 <= gmm.expected_accuracy(x, y) <= 1.0
+    with pytest.raises(ValueError, match=r"prediction must lie in \[0, 3\) for 3 classes, got 3"):  # was an IndexError
+        gmm.expected_accuracy(x, torch.full((6,), 3))
+    with pytest.raises(ValueError, match=r"prediction of shape \(5,\) do not match 6 samples"):
+        gmm.expected_accuracy(x, y[:5])

@@ -13,6 +13,8 @@ from typing import Any, Protocol
 
 import torch
 
+from ..checks import integer
+
 __all__ = ["Strategy", "StrategyState", "Exhaustive", "Candidates", "weighted_mean"]
 
 Request = tuple[torch.Tensor, torch.Tensor]  # rows (N, S) bool, classes (N, C) bool
@@ -41,9 +43,7 @@ class Exhaustive:
     """Evaluate every class at every timestep of the plan (Li et al. Alg. 1)."""
 
     def __init__(self, n_timesteps: int = 100) -> None:
-        if int(n_timesteps) < 1:
-            raise ValueError(f"n_timesteps must be at least 1, got {n_timesteps}.")
-        self.n_timesteps = int(n_timesteps)
+        self.n_timesteps = integer(n_timesteps, "n_timesteps", 1)
 
     def start(self, n_samples: int, n_classes: int, weights: torch.Tensor, n_trials: int = 1) -> "_ExhaustiveState":
         return _ExhaustiveState(n_samples, self.n_timesteps * n_trials, n_classes)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from ..checks import integer
+
 __all__ = ["SuccessiveElimination", "Racing", "grid_order"]
 
 
@@ -43,7 +45,9 @@ class SuccessiveElimination:
         seed: int = 0,
         pooled: bool = False,
     ) -> None:
-        max_rounds = n_timesteps if max_rounds is None else max_rounds
+        n_timesteps, min_rounds = integer(n_timesteps, "n_timesteps"), integer(min_rounds, "min_rounds")
+        max_rounds = n_timesteps if max_rounds is None else integer(max_rounds, "max_rounds")
+        seed = integer(seed, "seed")
         if not 2 <= min_rounds <= max_rounds <= n_timesteps:
             raise ValueError(
                 f"need 2 <= min_rounds ({min_rounds}) <= max_rounds ({max_rounds}) <= n_timesteps ({n_timesteps}): "

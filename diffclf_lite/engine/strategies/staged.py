@@ -5,6 +5,7 @@ from typing import Sequence
 
 import torch
 
+from ..checks import integer
 from .base import Request, weighted_mean
 
 __all__ = ["Staged", "PAPER_SCHEDULES"]
@@ -21,7 +22,10 @@ class Staged:
     broken differently there. With an official noise file (`plan_from_official_noise`) everything else agrees."""
 
     def __init__(self, n_samples: Sequence[int], to_keep: Sequence[int]) -> None:
-        n_samples, to_keep = [int(n) for n in n_samples], [int(k) for k in to_keep]
+        if isinstance(n_samples, (str, bytes)) or isinstance(to_keep, (str, bytes)):
+            raise TypeError(f"n_samples and to_keep must be lists of whole numbers, got {n_samples!r} and {to_keep!r}.")
+        n_samples = [integer(n, "each entry of n_samples") for n in n_samples]
+        to_keep = [integer(k, "each entry of to_keep") for k in to_keep]
         if not n_samples or len(n_samples) != len(to_keep):
             raise ValueError(
                 f"n_samples {n_samples} and to_keep {to_keep} must be non-empty and of the same length "
