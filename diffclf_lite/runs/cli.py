@@ -142,7 +142,8 @@ def _prompt_set(args: argparse.Namespace, dataset: object) -> object:
     if spec not in ("paper", "all"):
         raise ValueError(f"--prompts {spec!r}: use paper, all, a .csv file (class_index,prompt) or a .txt class list.")
     own = Path(args.data) / "prompts.csv"
-    if spec == "paper" and dataset.name not in P.DATASETS and own.is_file():  # a folder that carries its own prompts
+    if spec == "paper" and args.template == DEFAULT_TEMPLATE and dataset.name not in P.DATASETS and own.is_file():
+        # a folder that carries its own prompts (diffclf miniature data writes them), unless --template says otherwise
         return P.read_prompt_csv(own)
     if dataset.name in P.DATASETS:
         if args.template != DEFAULT_TEMPLATE:
