@@ -155,8 +155,8 @@ class KimNelson(_Sequential):
     - "Best" is the mean over the fixed grid, which exhaustive scoring computes, not an expectation over infinitely
       many draws. Sampling the grid without replacement makes the running mean a finite-population estimate: its
       variance is smaller by the factor (G - r) / (G - 1) than KN assumes, and exhausting the grid gives exhaustive
-      scoring's choice exactly. This makes the procedure more cautious, not less, but KN's proof (Brownian motion
-      limits of i.i.d. normal sums) does not cover it formally, nor the non-normal errors of a network.
+      scoring's choice exactly. That should make the procedure more cautious, not less, but KN's proof (Brownian
+      motion limits of i.i.d. normal sums) does not cover it formally, nor the non-normal errors of a network.
     - When several classes lie within `delta` of the best, KN's theorem says nothing; the question then asked is
       whether the chosen class is within `delta` of the best ("good selection"). Both readings, and the normality,
       are checked empirically where the truth is known (the pruning benchmark and its unit test), not assumed.
@@ -199,8 +199,9 @@ class AnytimeElimination(_Sequential):
       alive l (so on that event the leader is within delta of b; no chain of drops within delta can add up), and
       otherwise at the end of the grid, where the means are exhaustive scoring's exactly.
     What it does not cover, honestly: the paired differences of a network are not normal, and the grid is sampled
-    without replacement, not drawn i.i.d. (the running mean then varies less, by (G - r) / (G - 1), and the procedure
-    is cautious rather than bold, but the theorem is for i.i.d. draws); the benchmark checks the rate empirically.
+    without replacement, not drawn i.i.d. (the running mean then varies less, by (G - r) / (G - 1), and the
+    procedure should be cautious rather than bold, but the theorem is for i.i.d. draws); the benchmark checks the
+    rate empirically.
     `rho_rounds` sets where the boundary is tightest (in rounds; Howard et al.'s rho = sigma^2 x rho_rounds).
     """
 
