@@ -15,11 +15,11 @@ The names below are the public API (`import diffclf_lite as dc; dc.classify(...)
 """
 from .book.profiles import get_profile, pick
 from .data.winoground import winoground_scores
-from .engine import (LOSSES, PAPER_SCHEDULES, Candidates, ClassificationResult, EpsModel, Exhaustive, Plan,
-                     ProfiledRacing, Racing, Staged, SuccessiveElimination, alphas_cumprod_from_betas, beta_schedule,
-                     check_model, classify, cross_fitted_ece, evaluate_pairs, expected_calibration_error,
-                     fit_temperature, grid_order, make_plan, probabilities, reliability_bins, replay, timestep_grid,
-                     timestep_profile, timestep_weights, weighted_mean)
+from .engine import (LOSSES, PAPER_SCHEDULES, AnytimeElimination, Candidates, ClassificationResult, EpsModel,
+                     Exhaustive, KimNelson, Plan, ProfiledRacing, Racing, Staged, SuccessiveElimination,
+                     alphas_cumprod_from_betas, beta_schedule, check_model, classify, cross_fitted_ece, evaluate_pairs,
+                     expected_calibration_error, fit_temperature, grid_order, make_plan, probabilities,
+                     reliability_bins, replay, timestep_grid, timestep_profile, timestep_weights, weighted_mean)
 from .models.classcond import ClassConditionalUNet, DiTClassifier
 from .models.clip import CLIPClassifier
 from .models.devices import default_device, resolve_device
@@ -36,5 +36,6 @@ __all__ = [
     "probabilities", "fit_temperature", "expected_calibration_error", "reliability_bins", "cross_fitted_ece",
     "get_profile", "pick", "default_device", "ClassConditionalUNet", "DiTClassifier", "TrainConfig",
     "train_digits_model", "digits_checkpoint", "resolve_device", "merge", "CLIPClassifier", "evaluate_clip",
-    "winoground_scores", "Candidates", "ProfiledRacing", "timestep_profile", "replay",
+    "winoground_scores", "Candidates", "KimNelson", "AnytimeElimination", "ProfiledRacing", "timestep_profile",
+    "replay",
 ]

@@ -15,13 +15,29 @@ def load(name):
     return module
 
 
-def test_pruning_benchmark_prints_every_strategy(capsys):
-    load("pruning").main(["--problems", "gmm10", "--points", "8"])
+def test_pruning_benchmark_prints_every_strategy_and_writes_the_records(tmp_path, capsys):
+    out_json = tmp_path / "results" / "pruning.json"
+    load("pruning").main(["--problems", "gmm10", "--points", "8", "--json", str(out_json)])
     out = capsys.readouterr().out
-    for label in ("exhaustive", "staged (cifar10)", "successive elimination (C&J)", "racing (ours)", "racing, cap 100 rounds",
-                  "profiled racing (ours)", "profiled racing, zone (ours)"):
-        assert f"gmm10       0   500 {label:32s}" in out
-    assert "racing (ours) on gmm10 seed 0:" in out and "profiled racing, zone (ours) on gmm10 seed 0:" in out
+    labels = ("exhaustive", "staged (cifar10)", "Clark & Jaini (their w_t)", "successive elimination (C&J)",
+              "racing (ours)", "profiled racing (ours)", "profiled racing, zone (ours)", "Kim & Nelson, alpha 0.05",
+              "confidence sequences, alpha 0.05", "confidence sequences, zone, alpha 0.01",
+              "confidence sequences, zone, alpha 0.05", "confidence sequences, zone, alpha 0.1")
+    for label in labels:
+        assert f"gmm10       0   500 {label:40s}" in out
+    assert "gmm10 seed 0:" in out and "does not exist yet" in out
+    records = json.loads(out_json.read_text())
+    assert [r["strategy"] for r in records] == list(labels)
+    fields = {"problem", "seed", "strategy", "nfe_ratio", "accuracy_change_images", "accuracy_change_points",
+              "exact_accuracy_change", "alpha", "error_rate", "recommended"}
+    for r in records:
+        assert fields <= set(r) and r["problem"] == "gmm10" and r["seed"] == 0
+        assert isinstance(r["accuracy_change_images"], int) and isinstance(r["recommended"], bool)
+        assert r["accuracy_change_points"] == 100 * r["accuracy_change_images"] / 8
+        assert 0 <= r["error_rate"] <= 1 and isinstance(r["exact_accuracy_change"], float)
+    assert [r["strategy"] for r in records if r["recommended"]] == ["confidence sequences, zone, alpha 0.05"]
+    assert records[1]["nfe_ratio"] == 1.0 and records[1]["alpha"] is None and records[0]["error_rate"] == 0.0
+    assert load("pruning").within_half_point(-5, 1000) and not load("pruning").within_half_point(-6, 1000)
 
 
 def test_pruning_benchmark_resumes_from_its_cache(tmp_path, capsys):
@@ -58,9 +74,9 @@ def test_pruning_benchmark_on_a_digits_checkpoint(tmp_path, capsys):
     ckpt = digits_checkpoint(steps=2, preset="tiny", root=tmp_path, progress=False, batch_size=8)
     load("pruning").main(["--problem", "digits", "--points", "20", "--grid", "20", "--checkpoint", str(ckpt)])
     out = capsys.readouterr().out
-    assert "digits      0    20 staged (cifar10)" in out and "digits      0    20 profiled racing, zone (ours)" in out
+    assert "digits      0    20 staged (cifar10)" in out and "digits      0    20 confidence sequences, zone" in out
     exhaustive = next(line for line in out.splitlines() if line.startswith("digits      0    20 exhaustive"))
-    assert exhaustive.split()[8:10] == ["200", "200"]  # 20 timesteps x 10 classes for every digit
+    assert exhaustive.split()[8] == "200"  # 20 timesteps x 10 classes for every digit
 
 
 def test_pruning_benchmark_rejects_unknown_problems(capsys):

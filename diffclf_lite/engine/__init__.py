@@ -14,14 +14,15 @@ from .contract import EpsModel, check_model
 from .plan import Plan, make_plan, official_noise_order, plan_from_official_noise, timestep_grid
 from .schedule import alphas_cumprod_from_betas, beta_schedule, timestep_weights
 from .scoring import LOSSES, ClassificationResult, classify, evaluate_pairs, replay
-from .strategies import (PAPER_SCHEDULES, Candidates, Exhaustive, ProfiledRacing, Racing, Staged, Strategy,
-                         SuccessiveElimination, density_order, grid_order, timestep_profile, weighted_mean)
+from .strategies import (PAPER_SCHEDULES, AnytimeElimination, Candidates, Exhaustive, KimNelson, ProfiledRacing, Racing,
+                         Staged, Strategy, SuccessiveElimination, density_order, grid_order, timestep_profile,
+                         weighted_mean)
 
 __all__ = [
     "EpsModel", "check_model", "beta_schedule", "alphas_cumprod_from_betas", "timestep_weights", "Plan",
     "timestep_grid", "make_plan", "official_noise_order", "plan_from_official_noise", "LOSSES", "evaluate_pairs",
     "classify", "ClassificationResult", "replay",
     "Strategy", "weighted_mean", "Exhaustive", "Candidates", "Staged", "PAPER_SCHEDULES", "SuccessiveElimination",
-    "Racing", "grid_order", "ProfiledRacing", "timestep_profile", "density_order", "probabilities",
-    "fit_temperature", "expected_calibration_error", "reliability_bins", "cross_fitted_ece",
+    "Racing", "grid_order", "KimNelson", "AnytimeElimination", "ProfiledRacing", "timestep_profile", "density_order",
+    "probabilities", "fit_temperature", "expected_calibration_error", "reliability_bins", "cross_fitted_ece",
 ]

@@ -8,7 +8,7 @@ import torch
 __all__ = ["beta_schedule", "alphas_cumprod_from_betas", "timestep_weights", "SCHEDULES", "WEIGHTINGS"]
 
 SCHEDULES = ("linear", "scaled_linear", "cosine")
-WEIGHTINGS = ("uniform", "vlb")
+WEIGHTINGS = ("uniform", "vlb", "clark_jaini")
 
 
 def beta_schedule(
@@ -39,7 +39,9 @@ def alphas_cumprod_from_betas(betas: torch.Tensor) -> torch.Tensor:
 
 
 def timestep_weights(alphas_cumprod: torch.Tensor, weighting: str = "uniform") -> torch.Tensor:
-    """Weights w_t (T,) for sum_t w_t ||eps - eps_hat||^2: `uniform` (Li et al., w_t = 1) or `vlb` (DDPM bound).
+    """Weights w_t (T,) for sum_t w_t ||eps - eps_hat||^2: `uniform` (Li et al., w_t = 1), `vlb` (DDPM bound) or
+    `clark_jaini` (Clark & Jaini 2023: w_t = exp(-7 t) on the x-prediction error, t in (0, 1]; since
+    x - x_hat = sqrt((1 - abar_t) / abar_t) (eps_hat - eps), that is exp(-7 t) (1 - abar_t) / abar_t on eps errors).
 
     `vlb` is the discrete ELBO term L_{t-1} = beta_t^2 / (2 sigma_t^2 alpha_t (1 - abar_t)) ||eps - eps_hat||^2
     (Ho et al. 2020, eq. 12) with sigma_t^2 = posterior variance beta-tilde_t, which simplifies to
@@ -51,6 +53,9 @@ def timestep_weights(alphas_cumprod: torch.Tensor, weighting: str = "uniform") -
     abar = alphas_cumprod.double()
     if weighting == "uniform":
         return torch.ones_like(abar)
+    if weighting == "clark_jaini":
+        t = torch.arange(1, len(abar) + 1, dtype=torch.float64) / len(abar)
+        return torch.exp(-7 * t) * (1 - abar) / abar
     alphas = torch.cat([abar[:1], abar[1:] / abar[:-1]])
     betas = 1.0 - alphas
     w = torch.empty_like(abar)

@@ -37,6 +37,21 @@ def test_vlb_weights_are_the_ddpm_bound():
     assert torch.equal(timestep_weights(abar, "uniform"), torch.ones(1000, dtype=torch.float64))
 
 
+def test_clark_jaini_weights_are_theirs_on_the_x_prediction_error():
+    """w_t ||x - x_hat||^2 with w_t = exp(-7 t), t in (0, 1], rewritten for eps errors: x - x_hat is
+    sqrt((1 - abar) / abar) (eps_hat - eps), checked on one x_t from scratch."""
+    abar = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), 0)
+    w = timestep_weights(abar, "clark_jaini")
+    x, eps, eps_hat = torch.randn(3, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    k = 499
+    x_t = abar[k].sqrt() * x + (1 - abar[k]).sqrt() * eps
+    x_hat = (x_t - (1 - abar[k]).sqrt() * eps_hat) / abar[k].sqrt()
+    theirs = torch.exp(torch.tensor(-7 * (k + 1) / 1000)) * (x - x_hat).pow(2).sum()
+    assert (w[k] * (eps - eps_hat).pow(2).sum()).item() == pytest.approx(theirs.item())
+    with pytest.raises(ValueError, match="clark_jaini"):
+        timestep_weights(abar, "exp7")
+
+
 @pytest.mark.parametrize("model_kind", ["gmm", "conv"])
 def test_errors_do_not_depend_on_batch_size(model_kind):
     if model_kind == "gmm":

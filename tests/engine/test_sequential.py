@@ -1,0 +1,104 @@
+"""Selection with a stated guarantee (Kim & Nelson; confidence sequences): the boundary, the constants, and the
+guarantee itself, checked where the truth is known: exhaustive scoring's choice on the same grid."""
+import pytest
+import torch
+
+from conftest import known_model
+from diffclf_lite import (AnytimeElimination, Candidates, Exhaustive, GaussianMixture, KimNelson, Racing, classify,
+                          replay, timestep_grid)
+from diffclf_lite.engine.strategies.sequential import kn_constant, normal_mixture_boundary, zero_shot_delta
+
+
+@pytest.fixture(scope="module")
+def hard_mixture():
+    """Exhaustive errors of 600 points of an overlapping 10-class mixture on a grid of 100 timesteps."""
+    gmm = GaussianMixture.random(10, 8, separation=1.0, class_specific_variance=True, seed=3)
+    x, _ = gmm.sample(60, seed=4)
+    return classify(gmm, x, Exhaustive(100), seed=5, batch_size=65536)
+
+
+def error_rate(ex, strategy, delta=0.0):
+    """Fraction of images whose chosen class's grid mean is not within delta of the least one (exhaustive's)."""
+    r = replay(ex.errors, strategy, ex.weights)
+    chosen, best = ex.mean_errors.gather(1, r.prediction[:, None])[:, 0], ex.mean_errors.min(1).values
+    return (chosen > best + delta + 1e-12).double().mean().item(), r
+
+
+def test_normal_mixture_boundary_holds_its_level_on_random_walks():
+    """Gaussian random walks cross the boundary with probability at most alpha over 2,000 steps, and not far less
+    (a wrong constant in the formula would show either way)."""
+    walks = torch.randn(4000, 2000, generator=torch.Generator().manual_seed(0), dtype=torch.float64).cumsum(1)
+    t = torch.arange(1, 2001, dtype=torch.float64)
+    for alpha in (0.05, 0.2):
+        crossed = (walks >= normal_mixture_boundary(t, alpha, torch.tensor(20.0))).any(1).double().mean().item()
+        assert alpha / 2 < crossed <= alpha, (alpha, crossed)
+
+
+def test_kn_constant_is_kim_and_nelsons_eta():
+    eta = ((2 * 0.05 / 9) ** (-2 / 19) - 1) / 2  # Kim & Nelson 2001, eq. 1: k = 10, n0 = 20, alpha = 0.05
+    assert kn_constant(0.05, 10, 20) == pytest.approx(2 * eta * 19)
+    assert kn_constant(0.01, 10, 20) > kn_constant(0.05, 10, 20) > kn_constant(0.05, 2, 20)  # stricter, fewer rivals
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.2])
+def test_guarantee_holds_where_naive_racing_breaks_its_level(hard_mixture, alpha):
+    """Empirical rate of choices not within delta of exhaustive's <= alpha for both procedures, exact and with the
+    zero-shot zone; racing with the same p threshold per test exceeds it (so this check can fail)."""
+    cal = hard_mixture.errors[:30]  # their labels are never used
+    for strategy in (AnytimeElimination(100, alpha=alpha), AnytimeElimination.zero_shot(cal, alpha=alpha),
+                     KimNelson.zero_shot(cal, alpha=alpha)):
+        rate, r = error_rate(hard_mixture, strategy, strategy.delta)
+        assert rate <= alpha, (strategy, rate)
+        assert r.nfe.double().mean() < 0.9 * 100 * 10  # and it does prune
+    naive, _ = error_rate(hard_mixture, Racing(100, p_value=alpha))
+    assert naive > alpha
+
+
+def test_exact_selection_runs_to_the_grid_end_on_a_tie_and_matches_exhaustive():
+    """Two classes tied on average never separate: with delta = 0 the whole grid is visited and the choice is
+    exhaustive scoring's; a zone wider than the gap stops early, within delta."""
+    S, C = 40, 3
+    t = timestep_grid(S, 1000)
+    g = torch.Generator().manual_seed(1)
+    offsets = torch.zeros(1000, C, dtype=torch.float64)
+    noise = 0.05 * torch.randn(S, generator=g, dtype=torch.float64)
+    offsets[t] = torch.stack([1 + noise, 1.0001 - noise.flip(0), 3 + noise], 1)  # 0 and 1 nearly tied, 2 hopeless
+    model, x = known_model(offsets), torch.zeros(1, 4)
+    ex = classify(model, x, Exhaustive(S))
+    exact = classify(model, x, AnytimeElimination(S, n0=5))
+    assert exact.nfe.item() == 5 * C + (S - 5) * 2 and exact.prediction.item() == ex.prediction.item()
+    zone = classify(model, x, AnytimeElimination(S, delta=0.5, n0=5))
+    assert zone.nfe.item() < exact.nfe.item() and zone.alive.sum().item() == 1
+
+
+def test_sequential_strategies_replay_as_they_run_and_respect_candidates(hard_mixture):
+    gmm = GaussianMixture.random(5, 4, separation=1.0, seed=0)
+    x, _ = gmm.sample(6, seed=1)
+    cand = torch.ones(30, 5, dtype=torch.bool)
+    cand[:, 4] = False
+    for s in (AnytimeElimination(50, n0=5), KimNelson(50, delta=0.05, n0=5), Candidates(KimNelson(50, n0=5), cand)):
+        live = classify(gmm, x, s, seed=2)
+        again = replay(classify(gmm, x, Exhaustive(50), seed=2).errors, s, live.weights)
+        assert torch.equal(live.nfe, again.nfe) and torch.equal(live.prediction, again.prediction)
+    assert not bool(live.errors[:, :, 4].isnan().logical_not().any()) and bool((live.prediction != 4).all())
+
+
+def test_zero_shot_delta_is_standard_errors_of_the_exhaustive_gap(hard_mixture):
+    e = hard_mixture.errors[:30]
+    assert zero_shot_delta(e, kappa=6.0) == pytest.approx(2 * zero_shot_delta(e, kappa=3.0))
+    assert AnytimeElimination.zero_shot(e).delta == pytest.approx(zero_shot_delta(e))
+
+
+def test_bad_settings_say_what_to_do():
+    with pytest.raises(ValueError, match="n0"):
+        AnytimeElimination(10, n0=20)
+    with pytest.raises(ValueError, match="alpha"):
+        KimNelson(100, alpha=1.5)
+    with pytest.raises(ValueError, match="use Exhaustive"):
+        KimNelson(100, delta=0.0)
+    with pytest.raises(ValueError, match="delta must be >= 0"):
+        AnytimeElimination(100, delta=-1.0)
+    with pytest.raises(ValueError, match="without NaN"):
+        zero_shot_delta(torch.full((2, 5, 3), float("nan")))
+    with pytest.raises(ValueError, match="n_trials = 1"):
+        AnytimeElimination(10, n0=2).start(1, 3, torch.ones(20), n_trials=2)
