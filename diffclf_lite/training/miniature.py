@@ -42,12 +42,12 @@ class MiniatureConfig:
     vae_batch: int = 64
     vae_lr: float = 2e-3
     kl_weight: float = 1e-5
-    unet_steps: int = 1000
+    unet_steps: int = 3000
     unet_batch: int = 128
     unet_lr: float = 2e-3
     caption_dropout: float = 0.1
     ema_decay: float = 0.995
-    clip_steps: int = 600
+    clip_steps: int = 1000
     clip_batch: int = 128
     clip_lr: float = 1e-3
     seed: int = 0
