@@ -132,5 +132,5 @@ def test_miniature_benchmark_reports_both_models_on_every_task(tmp_path, monkeyp
             assert abs(row[f"{model}_accuracy"] - k / 6) < 1e-12  # a fraction of the 6 images
             assert abs(row[f"{model}_se"] - (k / 6 * (1 - k / 6) / 6) ** 0.5) < 1e-12
         assert row["only_diffusion_right"] + row["only_clip_right"] <= 6 and 0 < row["mcnemar_p"] <= 1
-    assert set(saved["training_seconds"]) == {"autoencoder", "unet", "clip"}
-    assert "training (" in capsys.readouterr().out
+    assert set(saved["training_seconds"]) == {"autoencoder", "unet", "clip", "total"}
+    assert "training (wall clock" in capsys.readouterr().out

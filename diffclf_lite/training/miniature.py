@@ -14,6 +14,7 @@ import json
 import os
 import random
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from .digits import cache_dir
 
 __all__ = ["MiniatureConfig", "MINIATURE_CONFIG", "MINIATURE_SMOKE", "train_miniature", "miniature_models", "miniature_path"]
 
-FORMAT = 1  # part of the cache key
+FORMAT = 2  # part of the cache key: 2 = CLIP trains beside the autoencoder and UNet, on its own generator
 DONE_FILE = "training.json"
 
 
@@ -72,14 +73,18 @@ def _lr(step: int, steps: int, peak: float, warmup: int = 50) -> float:
 
 
 def _fit(params: list[torch.nn.Parameter], loss_at: Callable[[int], torch.Tensor], steps: int, lr: float, desc: str,
-         progress: bool, after_step: Callable[[int], None] | None = None) -> list[float]:
-    """AdamW with the schedule above and gradient clipping at 1; a progress bar with the time left."""
+         progress: bool, after_step: Callable[[int], None] | None = None, stop: threading.Event | None = None,
+         position: int = 0) -> list[float]:
+    """AdamW with the schedule above and gradient clipping at 1; a progress bar with the time left. Ends early
+    (RuntimeError) when `stop` is set: the other phase running beside this one has failed."""
     from tqdm.auto import tqdm
 
     opt = torch.optim.AdamW(params, lr=lr)
     losses: list[float] = []
-    bar = tqdm(range(steps), desc=desc, disable=not progress, mininterval=2.0)
+    bar = tqdm(range(steps), desc=desc, disable=not progress, mininterval=2.0, position=position)
     for step in bar:
+        if stop is not None and stop.is_set():
+            raise RuntimeError(f"{desc}: stopped because the other training phase failed")
         for group in opt.param_groups:
             group["lr"] = _lr(step, steps, lr)
         loss = loss_at(step)
@@ -115,17 +120,51 @@ class _Captions:
 
 
 def train_miniature(out: str | Path, config: MiniatureConfig = MINIATURE_CONFIG, progress: bool = True) -> Path:
-    """Train the autoencoder, then the UNet with its text encoder, then CLIP; write out/sd (the hub layout of a
-    Stable Diffusion repository), out/clip (a CLIPModel with its processor) and out/training.json."""
+    """Train the autoencoder, then the UNet with its text encoder and, beside them on a second thread, CLIP; write
+    out/sd (the hub layout of a Stable Diffusion repository), out/clip (a CLIPModel with its processor) and
+    out/training.json. Each phase draws from its own seeded generator, so the weights do not depend on how the two
+    threads interleave; each thread runs torch on one core (these small operations gain little from more)."""
     cfg, out = config, Path(out)
-    g = torch.Generator().manual_seed(cfg.seed)
     data = world.training_set(cfg.n_singles, cfg.n_pairs, cfg.seed)
-    pixels = data.images.float() / 127.5 - 1  # (N, 3, 32, 32) in [-1, 1], as StableDiffusion.preprocess gives
     tokenizer = arch.build_tokenizer(world.vocabulary(), out / "sd" / "tokenizer")
-    times: dict[str, float] = {}
-
-    start = time.perf_counter()  # 1. the autoencoder
+    clip = arch.make_clip(tokenizer, seed=cfg.seed).train()  # initialised here: the global RNG is not thread-safe
     vae = arch.make_vae(cfg.seed).train()
+    unet, text = arch.make_unet(cfg.seed).train(), arch.make_text_encoder(tokenizer, cfg.seed).train()
+    threads, stop, clip_result = torch.get_num_threads(), threading.Event(), {}
+
+    def run_clip() -> None:
+        try:
+            clip_result.update(_train_clip(clip, tokenizer, data, out / "clip", cfg, progress, stop))
+        except BaseException as err:  # handed to the main thread
+            clip_result["error"] = err
+
+    worker = threading.Thread(target=run_clip, name="clip-training", daemon=True)
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    worker.start()
+    try:
+        sd = _train_sd(vae, unet, text, tokenizer, data, out / "sd", cfg, progress, stop)
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        worker.join()
+        torch.set_num_threads(threads)
+    if "error" in clip_result:
+        raise clip_result["error"]
+    info = {"config": asdict(cfg), "format": FORMAT, "scaling_factor": sd["scaling_factor"], "threads": threads,
+            "seconds": {**sd["seconds"], "clip": clip_result["seconds"], "total": time.perf_counter() - start},
+            "losses": {**sd["losses"], "clip": clip_result["losses"]}}
+    (out / DONE_FILE).write_text(json.dumps(info), encoding="utf-8")
+    return out
+
+
+def _train_sd(vae: Any, unet: Any, text: Any, tokenizer: Any, data: world.MiniatureSet, out: Path,
+              cfg: MiniatureConfig, progress: bool, stop: threading.Event) -> dict[str, Any]:
+    """Stable Diffusion's recipe in small: the autoencoder, then the UNet and text encoder on its latents."""
+    g = torch.Generator().manual_seed(cfg.seed)
+    pixels = data.images.float() / 127.5 - 1  # (N, 3, 32, 32) in [-1, 1], as StableDiffusion.preprocess gives
+    start = time.perf_counter()
 
     def vae_loss(step: int) -> torch.Tensor:
         x = pixels[torch.randint(len(pixels), (cfg.vae_batch,), generator=g)]
@@ -133,17 +172,17 @@ def train_miniature(out: str | Path, config: MiniatureConfig = MINIATURE_CONFIG,
         rec = vae.decode(post.sample(generator=g)).sample
         return F.mse_loss(rec, x) + cfg.kl_weight * post.kl().mean()
 
-    vae_losses = _fit(list(vae.parameters()), vae_loss, cfg.vae_steps, cfg.vae_lr, "autoencoder (1/3)", progress)
+    vae_losses = _fit(list(vae.parameters()), vae_loss, cfg.vae_steps, cfg.vae_lr, "autoencoder", progress,
+                      stop=stop)
     vae.eval().requires_grad_(False)
     with torch.inference_mode():
         means = torch.cat([vae.encode(pixels[s:s + 512]).latent_dist.mean for s in range(0, len(pixels), 512)])
     scaling = float(1 / means.std())
     vae.register_to_config(scaling_factor=scaling)
     latents = means * scaling
-    times["autoencoder"] = time.perf_counter() - start
+    seconds = {"autoencoder": time.perf_counter() - start}
 
-    start = time.perf_counter()  # 2. the UNet and the text encoder, on the latents
-    unet, text = arch.make_unet(cfg.seed).train(), arch.make_text_encoder(tokenizer, cfg.seed).train()
+    start = time.perf_counter()
     ema = [copy.deepcopy(m).eval().requires_grad_(False) for m in (unet, text)]
     params = [p for m in (unet, text) for p in m.parameters()]
     abar = torch.tensor(_alphas_cumprod(), dtype=torch.float32)
@@ -165,34 +204,33 @@ def train_miniature(out: str | Path, config: MiniatureConfig = MINIATURE_CONFIG,
                 for p_avg, p in zip(avg.parameters(), model.parameters()):
                     p_avg.lerp_(p, 1 - decay)
 
-    unet_losses = _fit(params, unet_loss, cfg.unet_steps, cfg.unet_lr, "UNet + text encoder (2/3)", progress,
-                       update_ema)
-    arch.save_folder(out / "sd", ema[0], vae, ema[1], tokenizer)
-    times["unet"] = time.perf_counter() - start
+    unet_losses = _fit(params, unet_loss, cfg.unet_steps, cfg.unet_lr, "UNet + text encoder", progress, update_ema,
+                       stop=stop)
+    arch.save_folder(out, ema[0], vae, ema[1], tokenizer)
+    seconds["unet"] = time.perf_counter() - start
+    return {"seconds": seconds, "scaling_factor": scaling, "losses": {"autoencoder": vae_losses, "unet": unet_losses}}
 
-    start = time.perf_counter()  # 3. CLIP, on the same images and captions
-    clip = arch.make_clip(tokenizer, seed=cfg.seed).train()
+
+def _train_clip(clip: Any, tokenizer: Any, data: world.MiniatureSet, out: Path, cfg: MiniatureConfig,
+                progress: bool, stop: threading.Event) -> dict[str, Any]:
+    """CLIP's recipe in small: symmetric InfoNCE over batches of distinct images, on the same images and captions."""
+    g = torch.Generator().manual_seed(cfg.seed + 1)
+    start = time.perf_counter()
     processor = arch.make_clip_processor(tokenizer)
     mean = torch.tensor(processor.image_processor.image_mean).view(1, 3, 1, 1)
     std = torch.tensor(processor.image_processor.image_std).view(1, 3, 1, 1)
-    clip_pixels = (data.images.float() / 255 - mean) / std  # what the processor gives for a 32x32 image
-    clip_captions = _Captions(data.items, tokenizer, cfg.seed + 1)
+    pixels = (data.images.float() / 255 - mean) / std  # what the processor gives for a 32x32 image
+    captions = _Captions(data.items, tokenizer, cfg.seed + 1)
 
     def clip_loss(step: int) -> torch.Tensor:
-        idx = torch.randperm(len(clip_pixels), generator=g)[:cfg.clip_batch]
-        ids = clip_captions(idx)
-        return clip(input_ids=ids, pixel_values=clip_pixels[idx], return_loss=True).loss
+        idx = torch.randperm(len(pixels), generator=g)[:cfg.clip_batch]
+        return clip(input_ids=captions(idx), pixel_values=pixels[idx], return_loss=True).loss
 
-    clip_losses = _fit(list(clip.parameters()), clip_loss, cfg.clip_steps, cfg.clip_lr, "CLIP (3/3)", progress)
-    clip.eval().save_pretrained(out / "clip")
-    processor.save_pretrained(out / "clip")
-    times["clip"] = time.perf_counter() - start
-
-    info = {"config": asdict(cfg), "format": FORMAT, "seconds": times, "scaling_factor": scaling,
-            "threads": torch.get_num_threads(), "losses": {"autoencoder": vae_losses, "unet": unet_losses,
-                                                         "clip": clip_losses}}
-    (out / DONE_FILE).write_text(json.dumps(info), encoding="utf-8")
-    return out
+    losses = _fit(list(clip.parameters()), clip_loss, cfg.clip_steps, cfg.clip_lr, "CLIP", progress, stop=stop,
+                  position=1)
+    clip.eval().save_pretrained(out)
+    processor.save_pretrained(out)
+    return {"seconds": time.perf_counter() - start, "losses": losses}
 
 
 def _alphas_cumprod() -> list[float]:
