@@ -11,13 +11,14 @@ import os
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from .ddpm import MODEL_PRESETS, SCHEDULES, TRAINING_FILE, TrainConfig, TrainResult, save_checkpoint, train
 
-__all__ = ["DIGITS_CONFIG", "train_digits_model", "digits_checkpoint", "digits_checkpoint_path", "cache_dir", "main"]
+__all__ = ["DIGITS_CONFIG", "train_digits_model", "digits_checkpoint", "digits_checkpoint_path", "cache_dir", "build_once",
+           "main"]
 
 CHECKPOINT_FORMAT = 2  # part of digits_checkpoint's cache key: 2 = training.json holds the per-step losses
 DIGITS_CONFIG = TrainConfig()  # the chapter's digits checkpoint (cpu profile): 600 steps of batch 128, seed 0
@@ -76,17 +77,24 @@ def digits_checkpoint(steps: int = DIGITS_CONFIG.steps, seed: int = DIGITS_CONFI
     different settings never share a folder. A checkpoint is written into a temporary folder and renamed into place
     when complete, so an interrupted run leaves nothing that a later call could mistake for a finished checkpoint.
     """
-    out = digits_checkpoint_path(steps, seed, preset, root, config, **overrides)
-    if (out / TRAINING_FILE).is_file():
-        return out
     settings = _digits_settings(config, steps, seed, preset, overrides)
+    return build_once(digits_checkpoint_path(steps, seed, preset, root, config, **overrides), TRAINING_FILE,
+                      lambda tmp: train_digits_model(tmp, progress=progress, device=device, **settings))
+
+
+def build_once(out: Path, done_file: str, build: Callable[[Path], Any]) -> Path:
+    """`out`, built by `build(folder)` only if `out/done_file` does not exist yet. The build writes into a temporary
+    folder beside `out` that is renamed into place when complete, so an interrupted build leaves nothing a later call
+    could take for a finished one; if another process finished the same folder first, theirs is kept."""
+    if (out / done_file).is_file():
+        return out
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out.name}-", dir=out.parent) as tmp:
-        train_digits_model(Path(tmp) / "ckpt", progress=progress, device=device, **settings)
+        build(Path(tmp) / "build")
         try:
-            os.replace(Path(tmp) / "ckpt", out)
-        except OSError:  # another process finished the same checkpoint first: keep theirs
-            if not (out / TRAINING_FILE).is_file():
+            os.replace(Path(tmp) / "build", out)
+        except OSError:  # another process finished the same folder first: keep theirs
+            if not (out / done_file).is_file():
                 raise
     return out
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 import random
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -25,7 +23,7 @@ import torch.nn.functional as F
 
 from ..data import miniature as world
 from ..models import miniature as arch
-from .digits import cache_dir
+from .digits import build_once, cache_dir
 
 __all__ = ["MiniatureConfig", "MINIATURE_CONFIG", "MINIATURE_SMOKE", "train_miniature", "miniature_models", "miniature_path"]
 
@@ -251,15 +249,4 @@ def miniature_models(config: MiniatureConfig = MINIATURE_CONFIG, root: str | Pat
 
     Written into a temporary folder and renamed into place when complete: an interrupted run leaves nothing that a
     later call could take for finished models."""
-    out = miniature_path(config, root)
-    if (out / DONE_FILE).is_file():
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}-", dir=out.parent) as tmp:
-        train_miniature(Path(tmp) / "m", config, progress)
-        try:
-            os.replace(Path(tmp) / "m", out)
-        except OSError:  # another process finished the same models first: keep theirs
-            if not (out / DONE_FILE).is_file():
-                raise
-    return out
+    return build_once(miniature_path(config, root), DONE_FILE, lambda tmp: train_miniature(tmp, config, progress))

@@ -17,8 +17,6 @@ estimated from the first n0 rounds. Each sample visits the grid in its own unifo
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
 from .base import Request
