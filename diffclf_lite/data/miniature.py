@@ -10,6 +10,7 @@ Deterministic under a seed. Held out from training, so that the zero-shot tests 
 """
 from __future__ import annotations
 
+import numbers
 import random
 from dataclasses import dataclass
 from itertools import combinations
@@ -121,6 +122,11 @@ class MiniatureSet:
         return len(self.items)
 
 
+def _check_count(n: int) -> None:
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"the number of images must be a whole number of at least 1, got {n!r}.")
+
+
 def _by_digit(labels: torch.Tensor) -> dict[int, list[int]]:
     return {d: (labels == d).nonzero().squeeze(1).tolist() for d in range(10)}
 
@@ -136,11 +142,12 @@ def make_singles(n: int, split: str, seed: int = 0, combos: str = "auto", balanc
         raise ValueError(f"combos must be 'train', 'held-out', 'all' or 'auto', got {combos!r}.")
     if balance not in (None, *TASKS):
         raise ValueError(f"balance must be None or one of {TASKS}, got {balance!r}.")
+    _check_count(n)
     glyphs, labels, index = _digits(split)
     by_digit = _by_digit(labels)
     rng = random.Random(f"singles-{split}-{combos}-{balance}-{seed}")
     images, items, sources = [], [], []
-    for k in range(int(n)):
+    for k in range(n):
         digit = k % 10 if balance == "digit" else rng.randrange(10)
         allowed = [c for c in COLOUR_NAMES if combos == "all"
                    or ((c, DIGIT_WORDS[digit]) in HELD_OUT_COMBOS) == (combos == "held-out")]
@@ -171,13 +178,14 @@ def make_pairs(n: int, split: str, seed: int = 0) -> MiniatureSet:
     """n two-digit images: the training split draws from the training groups, the test split from the held-out ones
     (each group: 2 colourings x 2 orders). Objects with a held-out (colour, digit) combination are not drawn in
     training."""
+    _check_count(n)
     glyphs, labels, index = _digits(split)
     by_digit = _by_digit(labels)
     train_groups, test_groups = pair_groups()
     pool = train_groups if split == "train" else test_groups
     rng = random.Random(f"pairs-{split}-{seed}")
     images, items, sources = [], [], []
-    while len(items) < int(n):
+    while len(items) < n:
         (c1, c2), (d1, d2) = rng.choice(pool)
         if rng.random() < 0.5:
             c1, c2 = c2, c1
@@ -268,14 +276,13 @@ def miniature_winoground(n: int, seed: int = 0) -> list:
     of an example use the same two handwritten digits, at the same places."""
     from .winoground import WinogroundExample
 
-    if int(n) < 1:
-        raise ValueError(f"need at least one example, got n={n}.")
+    _check_count(n)
     glyphs, labels, _ = _digits("test")
     by_digit = _by_digit(labels)
     _, test_groups = pair_groups()
     rng = random.Random(f"winoground-{seed}")
     examples = []
-    for k in range(int(n)):
+    for k in range(n):
         (c1, c2), (d1, d2) = rng.choice(test_groups)
         g1, g2 = glyphs[rng.choice(by_digit[d1])], glyphs[rng.choice(by_digit[d2])]
         if k % 2 == 0:  # the digits change places, the colours stay

@@ -81,6 +81,13 @@ def test_bad_arguments_get_clear_errors() -> None:
         W.task_set("shape", 3)
     with pytest.raises(ValueError, match="template"):
         W.task_prompts("digit", "an")
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="whole number"):
+            W.make_singles(bad, "test")
+    with pytest.raises(ValueError, match="whole number"):
+        W.make_pairs(0, "test")
+    with pytest.raises(ValueError, match="whole number"):
+        W.miniature_winoground(0)
     with pytest.raises(ValueError, match="differ"):
         W.Item((("red", 1, "left"), ("red", 2, "right")))
 
