@@ -211,7 +211,9 @@ def run_miniature(args: argparse.Namespace) -> None:
     """`diffclf miniature train OUT` / `diffclf miniature data OUT`."""
     import shutil
 
-    out = Path(args.out)
+    from .records import check_output
+
+    out = check_output(args.out, "OUT")  # before any work: training takes minutes
     if args.action == "data":
         from ..data.miniature import TASKS, write_task
 

@@ -153,19 +153,19 @@ def _check(folder: Path, manifest: dict) -> list[str]:
     return [f"{k} {stored[k]} -> {manifest.get(k)}" for k in SOFT_SETTINGS if k in stored and stored.get(k) != manifest.get(k)]
 
 
-def check_output(folder: str | Path) -> Path:
-    """Create the output folder (and its parents) now, before any work: a ValueError naming --output and the path if it
-    cannot be created or written."""
+def check_output(folder: str | Path, name: str = "--output") -> Path:
+    """Create the output folder (and its parents) now, before any work: a ValueError naming the argument (`name`) and
+    the path if it cannot be created or written."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
-        raise ValueError(f"--output {folder} exists and is not a folder; choose another --output.")
+        raise ValueError(f"{name} {folder} exists and is not a folder; choose another {name}.")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise ValueError(f"--output {folder}: cannot create this folder ({err.strerror or err}); choose a place you can "
+        raise ValueError(f"{name} {folder}: cannot create this folder ({err.strerror or err}); choose a place you can "
                          "write to.") from None
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(f"--output {folder}: this folder is not writable; choose a place you can write to.")
+        raise ValueError(f"{name} {folder}: this folder is not writable; choose a place you can write to.")
     return folder
 
 

@@ -167,6 +167,8 @@ def test_miniature_commands_train_write_the_test_sets_and_evaluate_them(miniatur
 @pytest.mark.parametrize("args, message", [
     (["miniature", "data", "x", "--images", "0"], "--images must be at least 1"),
     (["miniature", "fly", "x"], "invalid choice"),
+    (["miniature", "data", "/proc/nope", "--images", "3"], "OUT /proc/nope: cannot create this folder"),
+    (["miniature", "train", "/proc/nope"], "OUT /proc/nope: cannot create this folder"),
 ])
 def test_miniature_commands_reject_wrong_arguments(args, message, capsys):
     with pytest.raises(SystemExit):
