@@ -254,9 +254,11 @@ def write_task(folder: str | Path, task: str, n: int, seed: int = 0) -> Path:
     template, for `--prompts FOLDER/prompts_held_out.csv`)."""
     from PIL import Image
 
+    out = Path(folder)
+    if out.exists() and any(out.iterdir()):  # new images beside old ones would make a mixed test set
+        raise ValueError(f"{out} already holds files; remove it or write the task into a new folder.")
     images, labels = task_set(task, n, seed)
     names = task_prompts(task)[0]
-    out = Path(folder)
     dirs = [out / f"{k}_{name}" for k, name in enumerate(names)]
     for d in dirs:
         d.mkdir(parents=True, exist_ok=True)

@@ -213,12 +213,12 @@ def run_miniature(args: argparse.Namespace) -> None:
 
     from .records import check_output
 
+    if args.action == "data" and args.images < 1:
+        raise ValueError(f"--images must be at least 1, got {args.images}.")
     out = check_output(args.out, "OUT")  # before any work: training takes minutes
     if args.action == "data":
         from ..data.miniature import TASKS, write_task
 
-        if args.images < 1:
-            raise ValueError(f"--images must be at least 1, got {args.images}.")
         for task in TASKS:
             print(f"{task}: {args.images} images in {write_task(out / 'data' / task, task, args.images, args.seed)}")
         return

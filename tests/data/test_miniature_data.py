@@ -70,6 +70,9 @@ def test_task_folder_layout(tmp_path) -> None:
     assert sum(1 for _ in out.rglob("*.png")) == 25
     assert (out / "classes.txt").read_text().split() == list(W.DIGIT_WORDS)
     assert (out / "prompts.csv").read_text().splitlines()[8] == "7,a seven,seven"
+    with pytest.raises(ValueError, match="already holds files"):  # no mixed test set from two runs
+        W.write_task(out, "digit", 5)
+    assert sum(1 for _ in out.rglob("*.png")) == 25
 
 
 def test_bad_arguments_get_clear_errors() -> None:
