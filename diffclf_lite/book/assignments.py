@@ -26,11 +26,14 @@ COLAB_METADATA = {"accelerator": "GPU", "colab": {"gpuType": "T4", "provenance":
 STUDENT_NOTE = ("> **Student version**, generated from the chapter by `python -m diffclf_lite.book.assignments`: each "
                 "exercise's code cell raises `NotImplementedError` until you replace that line with your solution. "
                 "The rest of the notebook runs as it is.")  # plain Markdown: Colab does not render MyST directives
-_INSTALL = '''# On Colab only: install diffclf-lite, pinned to a release (a local checkout already has it).
-import os, subprocess, sys
+_INSTALL = '''# On Colab only: install diffclf-lite, pinned to a release (a local checkout has it).
+import os
+import subprocess
+import sys
+
+SPEC = "{package}[{extras}] @ git+{url}@{pin}"
 if os.path.isdir("/content") and "google.colab" in sys.modules:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "{package}[{extras}] @ git+{url}@{pin}"], check=True)'''
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", SPEC], check=True)'''
 _EXTRAS = re.compile(re.escape(PACKAGE) + r"\[([a-z0-9_,-]+)\]")
 _ADMONITION = re.compile(r"^(:{3,}|`{3,})\{admonition\}\s*Needs and time\s*$(.*?)^\1\s*$", re.M | re.S | re.I)
 _DURATION = re.compile(r"\d\s*(s|seconds?|min|minutes?|h|hours?)\b|\bseconds\b|\bminutes?\b", re.I)
@@ -83,6 +86,10 @@ def normalise(nb, pin: Pin):
     else:
         at = nb.cells.index(code[0]) if code else len(nb.cells)
         nb.cells.insert(at, nbformat.v4.new_code_cell(install_cell_source(pin)))
+    first = _code_cells(nb)[0]
+    tags = first.metadata.setdefault("tags", [])
+    if "remove-cell" not in tags:  # Colab runs it; the rendered page has no use for it
+        tags.append("remove-cell")
     for cell in _solution_cells(nb):
         tags = cell.metadata.setdefault("tags", [])
         if "hide-input" not in tags:
