@@ -264,8 +264,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--problems", "--problem", default="gmm10,gmm100,gmm1000",
                     help=f"comma-separated problems from {', '.join(PROBLEMS)} (default: the three mixtures)")
     ap.add_argument("--points", type=int, default=None,
-                    help="test points per problem (default: 1000 / 500 / 200 for 10 / 100 / 1000 mixture classes, all 360 "
-                         "test digits)")
+                    help="test points per problem (default: 10,000 / 500 / 200 for 10 / 100 / 1000 mixture classes, 30 "
+                         "test digits, 100 miniature test images)")
     ap.add_argument("--seeds", "--seed", default="0",
                     help="comma-separated seeds of the mixture, its points and the plan (digits: of the plan); default 0")
     ap.add_argument("--grid", type=int, default=None, help="timestep grid (default: 500/500/1000, digits 50)")
