@@ -14,7 +14,7 @@ a zero-shot indifference zone at several alpha), all on the same points and the 
 exhaustive errors of every (image, timestep, class) are computed once and the other strategies are replayed on them
 (`diffclf_lite.engine.scoring.replay`: the same decisions and NFE as a live run); with `--cache` they are saved chunk
 by chunk, so an interrupted run resumes where it stopped. Profiled racing's profile and temperature come from 30
-labelled calibration points (digits and the miniature: three training digits per class); KN's and the confidence
+labelled calibration points (digits: three training digits per class; the miniature: one); KN's and the confidence
 sequences' zone from the same points without their labels.
 `miniature` is the miniature text-conditional latent Stable Diffusion the book trains (its autoencoder, UNet and CLIP
 text encoder; `diffclf miniature train`) on its held-out digit task: 10 prompts ("a seven", ...), test handwriting,
@@ -149,7 +149,7 @@ def digits_problem(points: int, checkpoint: str | None):
 def miniature_problem(points: int, checkpoint: str | None):
     """The miniature text-conditional Stable Diffusion (the book's, trained once per machine, or the folder given)
     with the digit task's 10 prompts, its first points // 10 held-out test images of every class (as chapter 2 and
-    benchmarks/miniature.py draw them), three training-handwriting images per class as calibration points, and a
+    benchmarks/miniature.py draw them), one training-handwriting image per class as calibration points, and a
     cache name: the folder's name and a hash of the UNet's weights."""
     from diffclf_lite.data import miniature as world
     from diffclf_lite.models.sd import StableDiffusion
@@ -158,7 +158,7 @@ def miniature_problem(points: int, checkpoint: str | None):
     folder = Path(checkpoint) if checkpoint else miniature_models(progress=False)
     model = StableDiffusion.from_pretrained(folder / "sd", world.task_prompts("digit", "a")[1])
     images, labels = world.task_set("digit", 10 * max(1, points // 10))
-    cal = world.make_singles(30, "train", seed=1, balance="digit")
+    cal = world.make_singles(10, "train", seed=1, balance="digit")  # the network is slow: one per class
     cal_labels = torch.tensor([it.objects[0][1] for it in cal.items])
     key = f"miniature-{folder.name}-{_fingerprint(model.unet.state_dict())[:12]}"
     return model, images.float() / 127.5 - 1, labels, cal.images.float() / 127.5 - 1, cal_labels, float("nan"), key
