@@ -54,6 +54,22 @@ def test_guarantee_holds_where_naive_racing_breaks_its_level(hard_mixture, alpha
     assert naive > alpha
 
 
+@pytest.mark.parametrize("alpha", [0.05, 0.2])
+def test_refreshed_variance_bound_keeps_the_level_and_prunes_more(hard_mixture, alpha):
+    """The variance bound recomputed at rounds n0 2^j (its level spent as 1 / ((j + 1)(j + 2))) keeps the empirical
+    error rate at or below alpha and spends fewer evaluations than the first-stage bound alone."""
+    cal = hard_mixture.errors[:30]
+    fixed = AnytimeElimination.zero_shot(cal, alpha=alpha, refresh=False)
+    refreshed = AnytimeElimination.zero_shot(cal, alpha=alpha)
+    assert refreshed.refresh and refreshed.delta == fixed.delta
+    (rate_fixed, r_fixed), (rate, r) = error_rate(hard_mixture, fixed, fixed.delta), error_rate(
+        hard_mixture, refreshed, refreshed.delta)
+    assert rate <= alpha and rate_fixed <= alpha, (rate, rate_fixed)
+    assert r.nfe.double().mean() < 0.95 * r_fixed.nfe.double().mean()
+    with pytest.raises(TypeError, match="refresh must be True or False"):
+        AnytimeElimination(100, refresh=1)
+
+
 def test_exact_selection_runs_to_the_grid_end_on_a_tie_and_matches_exhaustive():
     """Two classes tied on average never separate: with delta = 0 the whole grid is visited and the choice is
     exhaustive scoring's; a zone wider than the gap stops early, within delta."""

@@ -17,6 +17,8 @@ estimated from the first n0 rounds. Each sample visits the grid in its own unifo
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .base import Request
@@ -85,8 +87,9 @@ class _Sequential:
         return self._state(self, n_samples, n_classes, weights)
 
     def __repr__(self) -> str:
+        extra = f", refresh={self.refresh}" if hasattr(self, "refresh") else ""
         return (f"{type(self).__name__}(n_timesteps={self.n_timesteps}, delta={self.delta:.3g}, alpha={self.alpha}, "
-                f"n0={self.n0}, seed={self.seed}, compare={self.compare})")
+                f"n0={self.n0}, seed={self.seed}, compare={self.compare}{extra})")
 
 
 class _SequentialState:
@@ -101,6 +104,7 @@ class _SequentialState:
 
     def _collect(self, errors: torch.Tensor) -> None:
         """Add the last round's (weighted) errors of every alive class to the running sums."""
+        self.errors = errors  # the refreshed variance bounds read earlier rounds back from it
         j = self.order[:, self.round - 1]  # (N,)
         e = errors[torch.arange(len(j)), j] * self.weights[j][:, None]  # (N, C); NaN for classes not evaluated
         e = e.nan_to_num(0.0) * self.alive
@@ -108,17 +112,18 @@ class _SequentialState:
         if self.round <= self.s.n0:
             self.first[:, self.round - 1] = e
 
-    def _pairs(self, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """For the samples idx: means (n, C), the `compare` alive rivals l of least mean (n, m), the first-stage
-        variances S_il^2 of the paired differences (n, C, m), and which pairs (i, l) are real (both alive, i != l)."""
+    def _pairs(self, idx: torch.Tensor, f: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """For the samples idx: means (n, C), the `compare` alive rivals l of least mean (n, m), the variances S_il^2
+        of the paired differences (n, C, m) over the first-stage rounds (or over the rounds f (n, c, C) given), and
+        which pairs (i, l) are real (both alive, i != l)."""
         alive, mean = self.alive[idx], self.sums[idx] / self.round
         m = min(self.s.compare, alive.shape[1])
         rivals = mean.masked_fill(~alive, float("inf")).topk(m, dim=1, largest=False).indices  # (n, m)
-        f = self.first[idx]
-        f = f - f.mean(1, keepdim=True)  # (n, n0, C) centred first-stage errors
-        fl = f.gather(2, rivals[:, None, :].expand(-1, f.shape[1], -1))  # (n, n0, m)
-        var = f.pow(2).sum(1) / (self.s.n0 - 1)  # (n, C)
-        cov = torch.einsum("nrc,nrm->ncm", f, fl) / (self.s.n0 - 1)  # (n, C, m)
+        f = self.first[idx] if f is None else f
+        f = f - f.mean(1, keepdim=True)  # (n, c, C) centred errors of the rounds used
+        fl = f.gather(2, rivals[:, None, :].expand(-1, f.shape[1], -1))  # (n, c, m)
+        var = f.pow(2).sum(1) / (f.shape[1] - 1)  # (n, C)
+        cov = torch.einsum("nrc,nrm->ncm", f, fl) / (f.shape[1] - 1)  # (n, C, m)
         s2 = (var[:, :, None] + var.gather(1, rivals)[:, None, :] - 2 * cov).clamp(min=0)  # S_il^2
         others = rivals[:, None, :] != torch.arange(alive.shape[1])[None, :, None]  # l != i
         real = alive.gather(1, rivals)[:, None, :] & others & alive[:, :, None]
@@ -201,14 +206,24 @@ class AnytimeElimination(_Sequential):
     procedure should be cautious rather than bold, but the theorem is for i.i.d. draws); the benchmark checks the
     rate empirically.
     `rho_rounds` sets where the boundary is tightest (in rounds; Howard et al.'s rho = sigma^2 x rho_rounds).
+
+    `refresh` (default): the variance bound tightens as rounds accrue. At the checkpoints c_j = n0 2^j (j = 0, 1, ...)
+    the chi-square upper bound of sigma_il^2 is recomputed from all c_j rounds so far, at level
+    alpha / (2 (k - 1)) / ((j + 1)(j + 2)); these levels sum to alpha / (2 (k - 1)) over j, so the bounds hold at
+    every checkpoint at once with the same probability as the single first-stage bound, and the guarantee above is
+    unchanged: with rho proportional to the variance, the boundary is sigma times a function of the round, so any
+    upper bound of sigma, even one that changes between rounds, keeps it valid. A pair uses its latest checkpoint
+    (both classes are evaluated at every round while alive). `refresh=False` keeps the first-stage bound throughout.
     """
 
     def __init__(self, n_timesteps: int = 500, delta: float = 0.0, alpha: float = 0.05, n0: int = 20, seed: int = 0,
-                 compare: int = 16, rho_rounds: float = 20.0) -> None:
+                 compare: int = 16, rho_rounds: float = 20.0, refresh: bool = True) -> None:
         super().__init__(n_timesteps, delta, alpha, n0, seed, compare)
         if not rho_rounds > 0:
             raise ValueError(f"rho_rounds must be > 0 (where the boundary is tightest, in rounds), got {rho_rounds}.")
-        self.rho_rounds = float(rho_rounds)
+        if not isinstance(refresh, bool):
+            raise TypeError(f"refresh must be True or False, got {refresh!r}.")
+        self.rho_rounds, self.refresh = float(rho_rounds), refresh
 
 
 class _AnytimeState(_SequentialState):
@@ -217,8 +232,15 @@ class _AnytimeState(_SequentialState):
         from scipy.stats import chi2
 
         r, level = self.round, self.s.alpha / (2 * max(self.k - 1, 1))
-        mean, rivals, s2, real = self._pairs(idx)
-        s2 = s2 * (self.s.n0 - 1) / float(chi2.ppf(level, self.s.n0 - 1))  # upper confidence bound of sigma_il^2
+        j = int(math.log2(r / self.s.n0) + 1e-9) if self.s.refresh else 0  # the latest checkpoint n0 2^j <= r
+        c, var_level = self.s.n0 * 2**j, level / ((j + 1) * (j + 2)) if self.s.refresh else level
+        f = None
+        if j > 0:  # the weighted errors of each sample's first c rounds (alive classes: evaluated at every round)
+            rounds = self.order[idx, :c]  # (n, c)
+            f = self.errors[idx[:, None], rounds] * self.weights[rounds][..., None]  # (n, c, C)
+            f = f.nan_to_num(0.0)  # classes that left: their pairs are not real
+        mean, rivals, s2, real = self._pairs(idx, f)
+        s2 = s2 * (c - 1) / float(chi2.ppf(var_level, c - 1))  # upper confidence bound of sigma_il^2
         half = normal_mixture_boundary(s2 * r, level, s2.clamp(min=1e-300) * self.s.rho_rounds) / r  # (n, C, m)
         gap = mean[:, :, None] - mean.gather(1, rivals)[:, None, :]  # mean_i - mean_l
         alive = self.alive[idx] & ~((gap - half > 0) & real).any(2)
