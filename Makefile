@@ -33,16 +33,15 @@ unexport MPLBACKEND
 # Unit tests first, then every notebook in book/ executed by nbval with the venv's kernel.
 # One torch thread per process: the tests' tensors are tiny, and on a 2-core machine shared with a notebook kernel
 # or other jobs, torch's spinning worker threads made small ops up to 20x slower (measured).
-# Then the student versions of the chapters (exercise solutions replaced by stubs tagged raises-exception),
-# generated into $(STUDENT), outside book/, and executed by nbval the same way.
+# Among the unit tests, tests/book/test_grading.py runs the autograder on every chapter three times: as written (full
+# marks), as its student version (0 points, and every other cell still runs), and with its declared wrong answers
+# (each exercise loses points).
 # tests/test_book_pages.py (among the unit tests) builds the book in the smoke profile into _build/pagetest and
 # opens every page in headless Chromium; it leaves two screenshots in _build/screenshots/.
 STUDENT := _build/student
 test: venv
 	OMP_NUM_THREADS=1 DIFFCLF_PROFILE=smoke MPLBACKEND=Agg $(VENV)/bin/python -m pytest tests
 	OMP_NUM_THREADS=1 DIFFCLF_PROFILE=smoke $(VENV)/bin/python -m pytest --nbval-lax --nbval-kernel-name python3 book
-	$(VENV)/bin/python -m diffclf_lite.book.assignments --out $(STUDENT)
-	OMP_NUM_THREADS=1 DIFFCLF_PROFILE=smoke $(VENV)/bin/python -m pytest -p no:cacheprovider --nbval-lax --nbval-kernel-name python3 $(STUDENT)
 
 # Generates the student notebooks (the teacher pages offer them for download), trains the models the chapters load
 # (chapter 3's digits model, the miniature Stable Diffusion and CLIP; once per machine, cached, with progress), then
@@ -52,10 +51,12 @@ test: venv
 # Threads: torch's OpenMP workers spin while they wait; on a 2-core machine shared with other CPU-bound jobs two
 # spinning threads ran up to 20x slower than one (measured). OMP_WAIT_POLICY=PASSIVE makes waiting workers sleep, so a
 # busy machine slows the build in proportion to the load while a quiet one still gets both cores.
+# The rendered pages show no download or loading progress bars (QUIET); run interactively, the notebooks keep them.
+QUIET := HF_HUB_DISABLE_PROGRESS_BARS=1 TRANSFORMERS_VERBOSITY=error DIFFUSERS_VERBOSITY=error TRANSFORMERS_NO_ADVISORY_WARNINGS=1
 book: venv
 	$(VENV)/bin/python -m diffclf_lite.book.assignments --out $(STUDENT)
 	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/python -m diffclf_lite.book.prepare --profile cpu
-	OMP_WAIT_POLICY=PASSIVE DIFFCLF_PROFILE=cpu $(VENV)/bin/jupyter-book build . -W -n --keep-going --all
+	$(QUIET) OMP_WAIT_POLICY=PASSIVE DIFFCLF_PROFILE=cpu $(VENV)/bin/jupyter-book build . -W -n --keep-going --all
 
 clean:
 	rm -rf _build .pytest_cache *.egg-info

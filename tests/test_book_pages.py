@@ -1,7 +1,8 @@
 """Build the book (smoke profile) and open every page in headless Chromium: loads, maths typeset, figures, links.
 
 The build goes to _build/pagetest (same _config.yml, except that MathJax is served from a local copy, since CI has
-no CDN); screenshots of two pages are kept in _build/screenshots/ for a person to look at.
+no CDN), with the same quiet settings as `make book`; a screenshot of every page is kept in _build/screenshots/ for
+a person to look at. Pages must show no progress bars or loading messages, and every figure a numbered caption.
 """
 from __future__ import annotations
 
@@ -29,10 +30,14 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "_build" / "pagetest"
 HTML = OUT / "_build" / "html"
 SHOTS = ROOT / "_build" / "screenshots"
-SCREENSHOT_PAGES = ("book/intro", "book/ch1_elbo_classifier")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars"]
 MATHJAX_VERSION = "mathjax@3"
+QUIET = dict(line.split("=", 1) for line in re.search(r"^QUIET := (.*)$", (ROOT / "Makefile").read_text(),
+                                                            re.M).group(1).split())  # as make book sets them
+# What a progress bar or a loader prints: "100%|###| 300/300 [00:39<00:00, 6.94it/s]", "Loading weights", ...
+CHATTER = re.compile(r"\d+(?:\.\d+)?(?:it/s|s/it)\]|\|[█▏▎▍▌▋▊▉ ]{3,}\||Loading (?:weights|pipeline|checkpoint)|"
+                     r"Writing model shards|Fetching \d+ files", re.I)
 
 
 def _toc_pages() -> list[str]:
@@ -69,7 +74,7 @@ def _mathjax() -> Path:
 def site():
     """Build the book into _build/pagetest, serve it on localhost, open every page: (base URL, chromium, DOMs)."""
     chromium, es5 = _chromium(), _mathjax()
-    env = {**os.environ, "DIFFCLF_PROFILE": "smoke", "OMP_NUM_THREADS": "1", "JUPYTER_PREFER_ENV_PATH": "1"}
+    env = {**os.environ, "DIFFCLF_PROFILE": "smoke", "OMP_NUM_THREADS": "1", "JUPYTER_PREFER_ENV_PATH": "1", **QUIET}
     env.pop("MPLBACKEND", None)  # kernels keep their inline backend, so figures are drawn
     students = subprocess.run([sys.executable, "-m", "diffclf_lite.book.assignments", "--root", str(ROOT),  # downloads
                                "--out", str(ROOT / "_build" / "student")], cwd=ROOT, capture_output=True, text=True)
@@ -178,37 +183,32 @@ def test_page_loads_typesets_maths_shows_figures_and_links_resolve(site, page: s
             if unquote(urlparse(target).fragment) not in ids:
                 broken.append(ref)
     assert not broken, f"{page}: links that do not resolve in the built site: {sorted(set(broken))}"
+    text = re.sub(r"<[^>]+>", " ", re.sub(r"<(script|style)\b.*?</\1>", " ", dom, flags=re.S | re.I))
+    chatter = sorted({m.group(0) for m in CHATTER.finditer(text)})
+    assert not chatter, f"{page}: progress bars or loading messages on the page: {chatter[:5]}"
+    if _source(page).suffix == ".ipynb":
+        figures = len(re.findall(r'<img[^>]+src="[^"]*_images/', dom))
+        numbered = len(re.findall(r'class="caption-number"[^>]*>\s*Fig\.', dom))
+        assert numbered >= figures, f"{page}: {figures} figures, {numbered} with a numbered caption"
     if page.endswith("results"):
         blocks = len(re.findall(r"^```\{glue\}", _source(page).read_text(encoding="utf-8"), re.M))
         assert dom.count("<table") >= blocks >= 1, f"results page shows {dom.count('<table')} of {blocks} tables"
 
 
-def test_two_screenshots_for_a_person_to_look_at(site) -> None:
+def test_a_screenshot_of_every_page_for_a_person_to_look_at(site) -> None:
     from PIL import Image
 
     base, chromium, _ = site
     SHOTS.mkdir(parents=True, exist_ok=True)
-    for page in SCREENSHOT_PAGES:
-        shot = SHOTS / f"{Path(page).name}.png"
-        shot.unlink(missing_ok=True)
-        _chromium_run(chromium, f"--screenshot={shot}", "--window-size=1280,1600", urljoin(base, f"{page}.html"))
+    for old in SHOTS.glob("*.png"):
+        old.unlink()
+    blank = []
+    for page in _toc_pages():
+        shot = SHOTS / f"{page.replace('/', '__')}.png"
+        _chromium_run(chromium, f"--screenshot={shot}", "--window-size=1280,2400", urljoin(base, f"{page}.html"))
         with Image.open(shot) as im:
-            colours = im.convert("RGB").resize((320, 400)).getcolors(maxcolors=1_000_000)
-        assert im.size == (1280, 1600) and len(colours) > 50, f"{shot} looks blank ({len(colours)} colours)"
-    print(f"screenshots: {sorted(str(p.relative_to(ROOT)) for p in SHOTS.glob('*.png'))}")
-
-
-def test_every_chapter_has_a_results_block_and_a_teacher_page() -> None:
-    chapters = [p for p in _toc_pages() if _source(p).suffix == ".ipynb"]
-    results = (ROOT / "book" / "results.md").read_text(encoding="utf-8")
-    missing_results = [c for c in chapters if f"{{glue}} {Path(c).name}-results" not in results]
-    assert not missing_results, f"book/results.md has no ```{{glue}} <stem>-results block for {missing_results}"
-    for chapter in chapters:
-        stem = Path(chapter).name
-        teacher = ROOT / "book" / "teachers" / f"{stem}.md"
-        assert teacher.is_file(), f"no teacher page {teacher.relative_to(ROOT)} (copy one beside it and adapt it)"
-        text = teacher.read_text(encoding="utf-8")
-        for heading in ("## Learning goals", "## Time needed", "## GPU needs", "## Grading hints"):
-            assert heading in text, f"{teacher.name} lacks the section {heading!r}"
-        assert f"{{doc}}`../{stem}`" in text and f"/_build/student/{stem}.ipynb>`" in text, (
-            f"{teacher.name} should link the solution chapter and the student notebook")
+            colours = im.convert("RGB").resize((320, 600)).getcolors(maxcolors=1_000_000)
+            if im.size != (1280, 2400) or len(colours) <= 50:
+                blank.append(f"{shot.name} ({len(colours)} colours)")
+    assert not blank, f"pages that look blank: {blank}"
+    print(f"{len(list(SHOTS.glob('*.png')))} screenshots in {SHOTS.relative_to(ROOT)}")

@@ -3,6 +3,7 @@
     python -m diffclf_lite.book.assignments                      # student versions of book/*.ipynb -> _build/student
     python -m diffclf_lite.book.assignments --check              # does every chapter follow the conventions?
     python -m diffclf_lite.book.assignments --fix book/ch9.ipynb # write the Colab metadata and the pinned install cell
+    python -m diffclf_lite.book.assignments grade SUBMISSION.ipynb   # points per exercise, then `score: X/Y`
 
 The repository URL and the release the install cells pin live in ONE place, `_config.yml` (`repository.url`,
 `repository.install_pin`); `--fix` writes them into the notebooks and `--check` (run by the tests) compares.
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+
+from . import grading
 
 PACKAGE = "diffclf-lite"
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
@@ -136,8 +139,12 @@ def strip_solution_directives(markdown: str) -> str:
     return "\n".join(out).strip("\n")
 
 
-def student_version(nb):
-    """The student notebook: solutions replaced by stubs tagged `raises-exception`, answers removed."""
+def student_version(nb, chapter: str | None = None):
+    """The student notebook: solutions replaced by stubs tagged `raises-exception`, answers and grade cells removed.
+
+    `chapter` (the chapter's file stem) is written into the notebook's metadata, so the grader finds the chapter a
+    submission answers whatever the student names the file.
+    """
     problems = check_exercises(nb)
     if problems:
         raise ValueError("cannot make a student version: " + "; ".join(problems))
@@ -147,9 +154,14 @@ def student_version(nb):
         if cell.cell_type == "code" and "solution" in tags:
             cell.source = strip_solution(cell.source)
             cell.metadata["tags"] = [t for t in tags if t not in ("solution", "hide-input")] + ["raises-exception"]
+            if "diffclf" in cell.metadata:
+                cell.metadata["diffclf"] = {"exercise": grading.meta(cell).get("exercise")}  # no wrong answer
         elif cell.cell_type == "markdown" and "{solution}" in cell.source:
             cell.source = strip_solution_directives(cell.source)
+    nb.cells = [c for c in nb.cells if not grading.is_grade_cell(c)]
     nb.cells = [c for c in nb.cells if c.cell_type != "markdown" or c.source.strip()]
+    if chapter:
+        nb.metadata["diffclf"] = {"chapter": chapter}
     first_md = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), 0)
     nb.cells.insert(first_md + 1, nbformat.v4.new_markdown_cell(STUDENT_NOTE))
     for cell in nb.cells:
@@ -193,7 +205,8 @@ def check_exercises(nb) -> list[str]:
             only_in_solutions |= _names(_parse(cell.source, f"solution cell {i + 1}"), ast.Store)
         except ValueError as err:
             problems.append(str(err))
-    others = [c for c in _code_cells(nb) if c not in solutions]
+    problems += _check_grading(nb, solutions)
+    others = [c for c in _code_cells(nb) if c not in solutions and not grading.is_grade_cell(c)]
     for cell in others:
         try:
             only_in_solutions -= _names(_parse(cell.source, "a code cell"), ast.Store)
@@ -208,6 +221,48 @@ def check_exercises(nb) -> list[str]:
             problems.append(f"a code cell uses {sorted(used)}, defined only in a solution cell (the student "
                             "version would break): define them outside the solution")
     return problems
+
+
+def _exercise_labels(nb) -> list[str]:
+    return [m.group(1) for c in nb.cells if c.cell_type == "markdown"
+            for m in re.finditer(r"\{exercise\}[^\n]*\n(?:\s*:[a-z-]+:.*\n)*?\s*:label:\s*(\S+)", c.source)]
+
+
+def _check_grading(nb, solutions: list) -> list[str]:
+    """Each code exercise names its exercise, declares a wrong answer, and has graded tests hidden from the page."""
+    problems, labels = [], set(_exercise_labels(nb))
+    try:
+        tests = grading.grade_cells_by_exercise(nb)
+    except ValueError as err:
+        return [str(err)]
+    answered = set()
+    for i, cell in enumerate(solutions):
+        label, wrong = grading.meta(cell).get("exercise"), grading.meta(cell).get("wrong")
+        if not label:
+            problems.append(f"solution cell {i + 1} has no metadata diffclf.exercise (the label of its exercise)")
+            continue
+        answered.add(label)
+        if label not in labels:
+            problems.append(f"solution cell {i + 1} names exercise {label!r}, which no {{exercise}} directive labels")
+        if label not in tests:
+            problems.append(f"exercise {label!r} has no grade cell (tag `grade`, metadata diffclf.exercise/points)")
+        if not isinstance(wrong, str) or not wrong.strip():
+            problems.append(f"exercise {label!r}: declare a plausible wrong answer in metadata diffclf.wrong")
+        else:
+            try:
+                _parse(grading.replace_solution(cell.source, wrong), f"exercise {label!r} with its wrong answer")
+            except ValueError as err:
+                problems.append(str(err))
+    for label, cells in tests.items():
+        if label not in answered:
+            problems.append(f"grade cells for {label!r}, but no solution cell with diffclf.exercise {label!r}")
+        if any("remove-cell" not in c.metadata.get("tags", []) for c in cells):
+            problems.append(f"a grade cell of {label!r} is not tagged remove-cell (the page would show the tests)")
+    return problems
+
+
+MIN_EXERCISES = 4
+_OBJECTIVES = re.compile(r"^(:{3,}|`{3,})\{admonition\}\s*Learning objectives\s*$(.*?)^\1\s*$", re.M | re.S | re.I)
 
 
 def check_notebook(nb, stem: str, pin: Pin) -> list[str]:
@@ -227,11 +282,18 @@ def check_notebook(nb, stem: str, pin: Pin) -> list[str]:
         problems.append("the first Markdown cell has no ':::{admonition} Needs and time' block")
     else:
         body = found.group(2)
-        for word in ("GPU", "T4", "cpu"):
-            if word not in body:
-                problems.append(f"the 'Needs and time' admonition does not mention {word!r}")
+        if "GPU" not in body:
+            problems.append("the 'Needs and time' admonition does not say whether a GPU is needed")
         if not _DURATION.search(body):
             problems.append("the 'Needs and time' admonition states no duration")
+        if len([line for line in body.splitlines() if line.strip()]) > 2:
+            problems.append("the 'Needs and time' admonition is one line: machine details go to the teacher page")
+    objectives = _OBJECTIVES.search(markdown[0].source) if markdown else None
+    if not objectives or len(re.findall(r"^\s*[-*] \S", objectives.group(2), re.M)) < 2:
+        problems.append("the first Markdown cell has no ':::{admonition} Learning objectives' block of 2+ bullets")
+    count = sum(len(re.findall(r"\{exercise\}", c.source)) for c in markdown)
+    if count < MIN_EXERCISES:
+        problems.append(f"{count} exercises: a chapter has at least {MIN_EXERCISES}")
     key = re.compile(r"""glue\(\s*["']""" + re.escape(stem) + r"""-results["']""")
     if not any(key.search(c.source) for c in code):
         problems.append(f'no glue("{stem}-results", <table>, display=False) for the results page')
@@ -246,7 +308,31 @@ def _notebooks(root: Path, given: list[str]) -> list[Path]:
     return paths
 
 
+def grade_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m diffclf_lite.book.assignments grade",
+                                     description=grading.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("notebooks", nargs="+", help="submissions (or chapters, with --student / --wrong)")
+    parser.add_argument("--solutions", default="book", help="folder of the chapters with their tests (default: book)")
+    parser.add_argument("--csv", help="also write one row per exercise to this CSV file")
+    parser.add_argument("--profile", default="smoke", choices=["smoke", "cpu", "gpu"],
+                        help="DIFFCLF_PROFILE for the run (default: smoke, seconds per chapter)")
+    parser.add_argument("--timeout", type=int, default=600, help="seconds per cell (default: 600)")
+    variant = parser.add_mutually_exclusive_group()
+    variant.add_argument("--student", action="store_true", help="grade the student version of each chapter given")
+    variant.add_argument("--wrong", action="store_true", help="grade each chapter with its declared wrong answers")
+    args = parser.parse_args(argv)
+    if args.timeout <= 0:
+        parser.error(f"--timeout must be a positive number of seconds, not {args.timeout}")
+    if not Path(args.solutions).is_dir():
+        parser.error(f"--solutions {args.solutions}: no such folder (the folder holding the chapter notebooks)")
+    return grading.grade_paths(args.notebooks, args.solutions, "student" if args.student else
+                               "wrong" if args.wrong else None, args.csv, args.timeout, args.profile)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["grade"]:
+        return grade_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m diffclf_lite.book.assignments", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebooks", nargs="*", help="chapter notebooks (default: book/*.ipynb)")
@@ -273,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for path in paths:
         try:
-            nbformat.write(student_version(nbformat.read(path, as_version=4)), out / path.name)
+            nbformat.write(student_version(nbformat.read(path, as_version=4), path.stem), out / path.name)
             print(f"{path} -> {out / path.name}")
         except ValueError as err:
             failed += 1

@@ -1,6 +1,7 @@
 """Chapter conventions (Colab header, needs box, glue key, exercises) and the student-version generator."""
 from __future__ import annotations
 
+import copy
 import re
 import subprocess
 import sys
@@ -19,17 +20,26 @@ ROOT = Path(__file__).resolve().parents[2]
 CHAPTERS = sorted((ROOT / "book").glob("*.ipynb"))
 PIN = A.read_pin(ROOT)
 EXERCISE = ":::{exercise}\n:label: ex-x\nDouble it.\n:::\n\n:::{solution} ex-x\n:class: dropdown\nTimes two.\n:::"
+QUESTIONS = "\n\n".join(f":::{{exercise}}\n:label: ex-q{i}\nWhy {i}?\n:::\n\n:::{{solution}} ex-q{i}\n:class: dropdown\n"
+                        f"Because {i}.\n:::" for i in range(3))
+OPENING = ("# Toy\n\n:::{admonition} Learning objectives\n- Double a number.\n- Explain why.\n:::\n\n"
+           ":::{admonition} Needs and time\nNo GPU needed; 2 s on a laptop CPU.\n:::")
 SOLUTION = "def double(v):\n    ### BEGIN SOLUTION\n    return 2 * v\n    ### END SOLUTION\nprint('defined')"
+GRADE = "assert double(3) == 6, double(3)"
+SOLUTION_META = {"tags": ["solution"], "diffclf": {"exercise": "ex-x", "wrong": "return 3 * v"}}
+GRADE_META = {"tags": ["grade", "remove-cell"], "diffclf": {"exercise": "ex-x", "points": 2}}
 
 
 def _toy(solution: str = SOLUTION, later: str = "y = 3\nprint(y)") -> nbformat.NotebookNode:
-    """A two-exercise-free chapter in miniature: heading, install cell, an exercise, a later cell."""
+    """A chapter in miniature: opening, install cell, one code exercise with its grade cell, three questions."""
     nb = new_notebook(cells=[
-        new_markdown_cell("# Toy\n\n:::{admonition} Needs and time\nNo GPU; cpu profile 2 s, T4 estimated 1 s.\n:::"),
+        new_markdown_cell(OPENING),
         new_code_cell(A.install_cell_source(PIN)),
         new_code_cell('from myst_nb import glue\nglue("toy-results", 1, display=False)'),
         new_markdown_cell(EXERCISE),
-        new_code_cell(solution, metadata={"tags": ["solution"]}),
+        new_code_cell(solution, metadata=copy.deepcopy(SOLUTION_META)),
+        new_code_cell(GRADE, metadata=copy.deepcopy(GRADE_META)),
+        new_markdown_cell(QUESTIONS),
         new_code_cell(later),
     ])
     nb.metadata.update(A.COLAB_METADATA)
