@@ -1,6 +1,6 @@
 """Course tooling for the book's notebooks: the Colab header, the chapter conventions, and student versions.
 
-    python -m diffclf_lite.book.assignments                      # student versions of book/*.ipynb -> _build/student
+    python -m diffclf_lite.book.assignments                      # student versions of the chapters -> _build/student
     python -m diffclf_lite.book.assignments --check              # does every chapter follow the conventions?
     python -m diffclf_lite.book.assignments --fix book/ch9.ipynb # write the Colab metadata and the pinned install cell
     python -m diffclf_lite.book.assignments grade SUBMISSION.ipynb   # points per exercise, then `score: X/Y`
@@ -41,6 +41,8 @@ _EXTRAS = re.compile(re.escape(PACKAGE) + r"\[([a-z0-9_,-]+)\]")
 _ADMONITION = re.compile(r"^(:{3,}|`{3,})\{admonition\}\s*Needs and time\s*$(.*?)^\1\s*$", re.M | re.S | re.I)
 _DURATION = re.compile(r"\d\s*(s|seconds?|min|minutes?|h|hours?)\b|\bseconds\b|\bminutes?\b", re.I)
 _SOLUTION_FENCE = re.compile(r"^\s*(:{3,}|`{3,})\{solution\}")
+# Notebooks in book/ that are pages, not chapters: no objectives, exercises or results table, no student version.
+PAGES = ("running_at_scale",)
 
 
 @dataclass(frozen=True)
@@ -300,8 +302,13 @@ def check_notebook(nb, stem: str, pin: Pin) -> list[str]:
     return problems + check_exercises(nb)
 
 
+def chapter_paths(root: Path | str = ".") -> list[Path]:
+    """The chapter notebooks: book/*.ipynb except the PAGES."""
+    return sorted(p for p in (Path(root) / "book").glob("*.ipynb") if p.stem not in PAGES)
+
+
 def _notebooks(root: Path, given: list[str]) -> list[Path]:
-    paths = [Path(p) for p in given] or sorted((root / "book").glob("*.ipynb"))
+    paths = [Path(p) for p in given] or chapter_paths(root)
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"no such notebook(s): {missing}")
@@ -335,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         return grade_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m diffclf_lite.book.assignments", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("notebooks", nargs="*", help="chapter notebooks (default: book/*.ipynb)")
+    parser.add_argument("notebooks", nargs="*", help="chapter notebooks (default: book/*.ipynb but the PAGES)")
     parser.add_argument("--root", default=".", help="repository root, where _config.yml is (default: .)")
     parser.add_argument("--out", default="_build/student", help="folder for the student versions")
     mode = parser.add_mutually_exclusive_group()

@@ -168,13 +168,13 @@ def plot_denoising_view(gmm: GaussianMixture, view: DenoisingView, points: torch
         raise ValueError(f"the explorer draws the plane: it needs a 2-D mixture, this one has dim = {gmm.dim}.")
     C, a = gmm.num_conditions, view.abar
     colours = sns.color_palette("deep", C)
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.6), gridspec_kw={"width_ratios": [1.15, 1]})
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(9, 4.8), gridspec_kw={"width_ratios": [1.15, 1]})  # <= 9 in: readable
     if points is not None:
         ax.scatter(a**0.5 * points[:, 0], a**0.5 * points[:, 1], s=4, c="0.8", zorder=0)
     s = (a * gmm.variances[:, 0, 0] + 1 - a).sqrt()
     for c in range(C):
         centre = (a**0.5 * gmm.means[c, 0]).tolist()
-        ax.add_patch(Circle(centre, float(s[c]), fill=False, ec=colours[c], lw=1.5, label=f"class {c}: 1 sd of x_t"))
+        ax.add_patch(Circle(centre, float(s[c]), fill=False, ec=colours[c], lw=1.5, label=f"class {c}"))
     start = (a**0.5 * view.x).tolist()
     ax.annotate("", xy=view.x_t.tolist(), xytext=start, gid="noise",
                 arrowprops=dict(arrowstyle="->", color="0.3", lw=1.5, ls="--"))
@@ -184,18 +184,20 @@ def plot_denoising_view(gmm: GaussianMixture, view: DenoisingView, points: torch
                     arrowprops=dict(arrowstyle="->", color=colours[c], lw=2))
     ax.plot(*start, "k*", ms=14, label=r"$\sqrt{\bar\alpha_t}\,x$ (target)")
     ax.plot(*view.x_t.tolist(), "ko", ms=6, label=r"$x_t$")
-    ax.set(aspect="equal", title=rf"t = {view.t}, $\bar\alpha_t$ = {a:.3f}: each class steps back by "
-           r"$\sqrt{1-\bar\alpha_t}\,\hat\varepsilon_c$")
+    ax.set(aspect="equal", xlabel="first coordinate", ylabel="second coordinate")
+    ax.set_title(rf"t = {view.t}, $\bar\alpha_t$ = {a:.3f}: circles 1 sd of $x_t$", fontsize=11)
     ax.autoscale_view()
-    ax.legend(fontsize=7, loc="best")
     classes = list(range(C))
     bx.bar(classes, view.errors.tolist(), color=colours, label="this draw of $\\varepsilon$")
     bx.scatter(classes, view.expected.tolist(), color="k", marker="D", zorder=3, label="expected over $\\varepsilon$")
     best = int(view.errors.argmin())
-    bx.set(xticks=classes, xlabel="class (exact p(c|x): " + ", ".join(f"{p:.2f}" for p in view.bayes.tolist()) + ")",
-           ylabel=r"$\|\varepsilon - \hat\varepsilon_c\|^2 / D$", title=f"error per class: least for class {best}")
-    bx.legend(fontsize=8)
-    fig.tight_layout()
+    bx.set(xticks=classes, xlabel="class; exact p(c|x): " + ", ".join(f"{p:.2f}" for p in view.bayes.tolist()),
+           ylabel=r"$\|\varepsilon - \hat\varepsilon_c\|^2 / D$")
+    bx.set_title(f"error per class: least for class {best}", fontsize=11)
+    bx.legend(fontsize=9)
+    handles, labels = ax.get_legend_handles_labels()  # below the panels: no arrow hidden
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9, handlelength=1.2, columnspacing=1)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig
 
 

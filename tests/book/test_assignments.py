@@ -17,7 +17,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from diffclf_lite.book import assignments as A
 
 ROOT = Path(__file__).resolve().parents[2]
-CHAPTERS = sorted((ROOT / "book").glob("*.ipynb"))
+CHAPTERS = A.chapter_paths(ROOT)  # book/*.ipynb without the pages that are not chapters
 PIN = A.read_pin(ROOT)
 EXERCISE = ":::{exercise}\n:label: ex-x\nDouble it.\n:::\n\n:::{solution} ex-x\n:class: dropdown\nTimes two.\n:::"
 QUESTIONS = "\n\n".join(f":::{{exercise}}\n:label: ex-q{i}\nWhy {i}?\n:::\n\n:::{{solution}} ex-q{i}\n:class: dropdown\n"
@@ -185,3 +185,8 @@ def test_nbval_honours_raises_exception(tmp_path: Path) -> None:
                           "--nbval-kernel-name", "python3", str(tmp_path / "student.ipynb")],
                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert run.returncode == 0 and " passed" in run.stdout, run.stdout + run.stderr
+
+
+def test_the_pages_that_are_not_chapters_exist_and_are_left_out() -> None:
+    assert A.PAGES and all((ROOT / "book" / f"{stem}.ipynb").is_file() for stem in A.PAGES), A.PAGES
+    assert not {p.stem for p in CHAPTERS} & set(A.PAGES) and len(CHAPTERS) >= 1

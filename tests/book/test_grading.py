@@ -19,7 +19,7 @@ from diffclf_lite.book import grading as G
 from test_assignments import _toy  # tests/book is on sys.path (pytest prepend mode)
 
 ROOT = Path(__file__).resolve().parents[2]
-CHAPTERS = sorted((ROOT / "book").glob("*.ipynb"))
+CHAPTERS = A.chapter_paths(ROOT)  # book/*.ipynb without the pages that are not chapters
 
 
 def _runnable(**kwargs) -> nbformat.NotebookNode:
