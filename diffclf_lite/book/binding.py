@@ -89,9 +89,11 @@ def contrastive_choice(model: Any, images: torch.Tensor, truths: Sequence[str],
 
 def binding_benchmark(models: dict[str, Any], images: torch.Tensor, truths: Sequence[Caption], strategy: Strategy,
                       seed: int = 0, tasks: Sequence[str] = TASKS, colours: Sequence[str] = COLOUR_NAMES,
-                      digits: Sequence[str] = DIGIT_WORDS) -> Any:
+                      digits: Sequence[str] = DIGIT_WORDS, return_choices: bool = False) -> Any:
     """Every task for every model on the same images and candidate captions: a long pandas DataFrame with accuracy,
     the count of correct choices, the one-sided binomial p-value against chance, and the mean NFE per image.
+    With `return_choices`, also the per-image outcomes {(task, model): the choice's dict (`correct`, `margin`,
+    `nfe`)}, for paired tests between models (they saw the same images and captions).
 
     `models` maps a name to a StableDiffusion (it has `set_prompts`) or a CLIPClassifier; `images` (N, 3, H, W)
     uint8; the controls draw their new colour / digit from `colours` / `digits` (the models' vocabulary)."""
@@ -102,15 +104,16 @@ def binding_benchmark(models: dict[str, Any], images: torch.Tensor, truths: Sequ
     if unknown:
         raise ValueError(f"unknown task(s) {unknown}; choose from {list(TASKS)}.")
     distractors = make_distractors(truths, seed, colours, digits)
-    rows = []
+    rows, choices = [], {}
     for task in tasks:
         for name, model in models.items():
             if hasattr(model, "set_prompts"):
                 out = diffusion_choice(model, images, truths, distractors[task], strategy, seed)
             else:
                 out = contrastive_choice(model, images, truths, distractors[task])
+            choices[task, name] = out
             k, n = int(out["correct"].sum()), len(out["correct"])
             rows.append({"task": task, "model": name, "accuracy": k / n, "correct": k, "n": n,
                          "p_vs_chance": binomtest(k, n, CHANCE, alternative="greater").pvalue,
                          "nfe_per_image": out["nfe"].double().mean().item()})
-    return pd.DataFrame(rows)
+    return (pd.DataFrame(rows), choices) if return_choices else pd.DataFrame(rows)

@@ -52,6 +52,11 @@ def test_benchmark_scores_both_models_on_the_same_pairs(miniature_folder) -> Non
     assert len(table) == 2 * len(TASKS) and set(table["n"]) == {6}
     assert ((table["accuracy"] - table["correct"] / 6).abs() < 1e-12).all()
     assert (table[table["model"] == "diffusion"]["nfe_per_image"] == 2 * 4).all()  # 2 candidates x 4 timesteps
+    again, choices = binding_benchmark({"contrastive": clip}, test.images, captions, dc.Exhaustive(4),
+                                       return_choices=True)  # per-image outcomes, for paired tests
+    assert set(choices) == {(t, "contrastive") for t in TASKS}
+    for _, row in again.iterrows():
+        assert int(choices[row["task"], "contrastive"]["correct"].sum()) == row["correct"]
     swapped = [swap_colours(c) for c in captions]
     out = diffusion_choice(sd, test.images, captions, swapped, dc.Exhaustive(4))
     assert torch.equal(out["correct"], out["margin"] > 0)
