@@ -2,7 +2,8 @@
 
 The book cites with sphinxcontrib-bibtex's author-year style ({cite:t} gives "Li et al. (2023)"); its bibliography
 labels come from a separate pybtex label style whose default ("alpha") gives keys like [LPD+23]. This registers a
-pybtex style `authoryear` (labels "Li et al., 2023", list sorted by author and year); `_config.yml` selects it.
+pybtex style `authoryear` (labels "Li et al., 2023", list sorted by author and year) and the reference style
+`author_year_round` (the same in-text citations in round brackets); `_config.yml` selects both.
 """
 from __future__ import annotations
 
@@ -38,10 +39,33 @@ def _styles():
     return AuthorYearLabels, AuthorYear
 
 
+def _round_brackets():
+    """sphinxcontrib-bibtex's author-year references in round brackets: "Li et al. (2023)", "(Li et al., 2023; ...)"."""
+    from dataclasses import dataclass, field
+
+    from sphinxcontrib.bibtex.style.referencing import BracketStyle
+    from sphinxcontrib.bibtex.style.referencing.author_year import AuthorYearReferenceStyle
+
+    def _round() -> BracketStyle:
+        return BracketStyle(left="(", right=")", sep="; ")
+
+    @dataclass
+    class AuthorYearRound(AuthorYearReferenceStyle):
+        bracket_textual: BracketStyle = field(default_factory=_round)
+        bracket_parenthetical: BracketStyle = field(default_factory=_round)
+        bracket_author: BracketStyle = field(default_factory=_round)
+        bracket_label: BracketStyle = field(default_factory=_round)
+        bracket_year: BracketStyle = field(default_factory=_round)
+
+    return AuthorYearRound
+
+
 def setup(app):
     from pybtex.plugin import register_plugin
+    from sphinxcontrib.bibtex.plugin import register_plugin as register_reference_style
 
     labels, style = _styles()
     register_plugin("pybtex.style.labels", "authoryear", labels)
     register_plugin("pybtex.style.formatting", "authoryear", style)
+    register_reference_style("sphinxcontrib.bibtex.style.referencing", "author_year_round", _round_brackets())
     return {"parallel_read_safe": True, "parallel_write_safe": True}
