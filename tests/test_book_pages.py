@@ -24,6 +24,7 @@ import nbformat
 import pytest
 import yaml
 
+from diffclf_lite.book.assignments import PAGES
 from test_repo import _toc_files  # tests/ is on sys.path (rootdir conftest)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -169,7 +170,9 @@ def test_page_loads_typesets_maths_shows_figures_and_links_resolve(site, page: s
     images = [src for tag, src in parsed.urls if tag == "img" and "_images/" in src]
     if _source(page).suffix == ".ipynb":
         expected = _image_outputs(page)
-        assert expected >= 1 and len(images) >= expected, f"{page}: {len(images)} figures shown, {expected} computed"
+        assert len(images) >= expected, f"{page}: {len(images)} figures shown, {expected} computed"
+        if Path(page).name not in PAGES:  # a chapter has figures; a page like running_at_scale may have none
+            assert expected >= 1, f"{page}: a chapter without a single figure"
     broken = []
     for tag, ref in parsed.urls:
         target = urljoin(url, ref)
