@@ -21,9 +21,9 @@ from pathlib import Path
 import nbformat
 
 from . import grading
+from .grading import BEGIN, END
 
 PACKAGE = "diffclf-lite"
-BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = 'raise NotImplementedError("Exercise: replace this line with your solution")'
 COLAB_METADATA = {"accelerator": "GPU", "colab": {"gpuType": "T4", "provenance": []}}
 STUDENT_NOTE = ("> **Student version**, generated from the chapter by `python -m diffclf_lite.book.assignments`: each "
@@ -103,27 +103,12 @@ def normalise(nb, pin: Pin):
 
 
 def _solution_cells(nb) -> list:
-    return [c for c in _code_cells(nb) if "solution" in c.metadata.get("tags", [])]
+    return [c for c in nb.cells if grading.is_solution_cell(c)]
 
 
 def strip_solution(source: str) -> str:
     """Replace every BEGIN/END SOLUTION block by a stub that raises, at the block's indentation."""
-    out, inside = [], False
-    for line in source.splitlines():
-        if line.strip() == BEGIN:
-            if inside:
-                raise ValueError(f"nested {BEGIN!r} in:\n{source}")
-            inside = True
-            out.append(line[: len(line) - len(line.lstrip())] + STUB)
-        elif line.strip() == END:
-            if not inside:
-                raise ValueError(f"{END!r} without {BEGIN!r} in:\n{source}")
-            inside = False
-        elif not inside:
-            out.append(line)
-    if inside:
-        raise ValueError(f"{BEGIN!r} without {END!r} in:\n{source}")
-    return "\n".join(out)
+    return grading.replace_solution(source, STUB)
 
 
 def strip_solution_directives(markdown: str) -> str:

@@ -44,17 +44,26 @@ def is_solution_cell(cell) -> bool:
 
 
 def replace_solution(source: str, answer: str) -> str:
-    """The cell with its BEGIN/END SOLUTION block replaced by `answer`, indented like the BEGIN line."""
+    """The cell with each BEGIN/END SOLUTION block replaced by `answer`, indented like the BEGIN line.
+
+    Unmatched or nested markers are a ValueError naming the cell. The student version uses it with a stub that raises.
+    """
     out, inside = [], False
     for line in source.splitlines():
         if line.strip() == BEGIN:
+            if inside:
+                raise ValueError(f"nested {BEGIN!r} in:\n{source}")
             inside = True
             indent = line[: len(line) - len(line.lstrip())]
             out += [indent + a if a.strip() else a for a in answer.splitlines()]
         elif line.strip() == END:
+            if not inside:
+                raise ValueError(f"{END!r} without {BEGIN!r} in:\n{source}")
             inside = False
         elif not inside:
             out.append(line)
+    if inside:
+        raise ValueError(f"{BEGIN!r} without {END!r} in:\n{source}")
     return "\n".join(out)
 
 
