@@ -2,18 +2,18 @@
 sequential indifference-zone procedure (KN), and elimination by anytime-valid confidence sequences.
 
 Both see the errors as Kim & Nelson's simulation with common random numbers: each round evaluates one more grid point,
-the same (t, eps) for every class still alive, and what matters is the variance of each *paired difference*, here
-estimated from the first n0 rounds. Each sample visits the grid in its own uniformly random order, without replacement.
+the same (t, eps) for every class still alive, and what matters is the variance of each *paired difference* (KN
+estimates it from the first n0 rounds; the confidence sequences from all rounds so far). Each sample visits the grid
+in its own uniformly random order, without replacement.
 
 - `KimNelson`: Procedure KN (Kim & Nelson 2001, "A fully sequential procedure for indifference-zone selection in
   simulation", ACM TOMACS 11(3)). Class i leaves when, for some class l,
   mean_i(r) - mean_l(r) > W_il(r) = max(0, delta / (2 r) * (h^2 S_il^2 / delta^2 - r)), S_il^2 the variance of the
   paired differences i - l over the first n0 rounds, h^2 = 2 eta (n0 - 1), eta = ((2 alpha / (k - 1))^(-2 / (n0 - 1))
   - 1) / 2. The triangle closes after h^2 S_il^2 / delta^2 rounds.
-- `AnytimeElimination`: one-sided confidence sequences for every paired mean difference (Howard, Ramdas, McAuliffe &
-  Sekhon 2021, "Time-uniform, nonparametric, nonasymptotic confidence sequences", Ann. Statist., the normal mixture
-  boundary for sub-Gaussian increments), a union bound over the k - 1 rivals of the best class, and the variance
-  bounded from above by the chi-square quantile of the first n0 rounds.
+- `AnytimeElimination`: a two-sided confidence sequence for every paired mean difference with the leader (Lai 1976:
+  the scale-invariant normal mixture, valid at every round at once for normal draws of any unknown variance) and a
+  union bound over the k - 1 rivals of the best class.
 """
 from __future__ import annotations
 
@@ -23,20 +23,13 @@ import torch
 
 from .base import Request
 
-__all__ = ["KimNelson", "AnytimeElimination", "kn_constant", "normal_mixture_boundary", "zero_shot_delta"]
+__all__ = ["KimNelson", "AnytimeElimination", "kn_constant", "t_mixture_half_width", "zero_shot_delta"]
 
 
 def kn_constant(alpha: float, n_classes: int, n0: int) -> float:
     """h^2 = 2 eta (n0 - 1) of Procedure KN (Kim & Nelson 2001, eq. 1 with c = 1) for k = n_classes."""
     eta = ((2 * alpha / max(n_classes - 1, 1)) ** (-2 / (n0 - 1)) - 1) / 2
     return 2 * eta * (n0 - 1)
-
-
-def normal_mixture_boundary(v: torch.Tensor, alpha: float, rho: torch.Tensor) -> torch.Tensor:
-    """One-sided normal mixture boundary (Howard et al. 2021, eq. 14): for sigma-sub-Gaussian increments with
-    V_t = sigma^2 t, P(exists t: S_t - t mu >= u(V_t)) <= alpha, u(v) = sqrt(2 (v + rho) log(sqrt((v + rho) / rho)
-    / (2 alpha) + 1)); rho > 0 sets where it is tightest."""
-    return (2 * (v + rho) * torch.log(((v + rho) / rho).sqrt() / (2 * alpha) + 1)).sqrt()
 
 
 def zero_shot_delta(errors: torch.Tensor, weights: torch.Tensor | None = None, kappa: float = 3.0) -> float:
@@ -87,9 +80,8 @@ class _Sequential:
         return self._state(self, n_samples, n_classes, weights)
 
     def __repr__(self) -> str:
-        extra = f", refresh={self.refresh}" if hasattr(self, "refresh") else ""
         return (f"{type(self).__name__}(n_timesteps={self.n_timesteps}, delta={self.delta:.3g}, alpha={self.alpha}, "
-                f"n0={self.n0}, seed={self.seed}, compare={self.compare}{extra})")
+                f"n0={self.n0}, seed={self.seed}, compare={self.compare})")
 
 
 class _SequentialState:
@@ -104,7 +96,6 @@ class _SequentialState:
 
     def _collect(self, errors: torch.Tensor) -> None:
         """Add the last round's (weighted) errors of every alive class to the running sums."""
-        self.errors = errors  # the refreshed variance bounds read earlier rounds back from it
         j = self.order[:, self.round - 1]  # (N,)
         e = errors[torch.arange(len(j)), j] * self.weights[j][:, None]  # (N, C); NaN for classes not evaluated
         e = e.nan_to_num(0.0) * self.alive
@@ -191,62 +182,91 @@ class AnytimeElimination(_Sequential):
     """Elimination by anytime-valid confidence sequences, with a stated guarantee of *good* selection: with
     probability at least 1 - `alpha` the chosen class's grid mean is within `delta` of the least one (delta = 0:
     it is the class exhaustive scoring chooses), whatever the gaps between the classes, when the paired differences
-    are i.i.d. normal. The proof, from three published pieces:
-    - for each pair (i, l), the one-sided normal mixture confidence sequence of Howard et al. (2021) for
-      mu_i - mu_l, at level alpha / (2 (k - 1)), with the variance bounded above by the chi-square quantile of its
-      first-stage estimate (n0 rounds) at level alpha / (2 (k - 1)): a union bound over the k - 1 rivals l of the
-      best class b makes every confidence statement about a pair (b, l) true at once with probability >= 1 - alpha;
-    - a class i leaves only when the lower confidence bound of mu_i - mu_l exceeds 0 for an alive l (so on that event
-      b never leaves: screening against any data-chosen l, the leader included, is covered by the union bound);
-    - the procedure stops early only when the upper confidence bound of mu_leader - mu_l is below delta for every
-      alive l (so on that event the leader is within delta of b; no chain of drops within delta can add up), and
+    are i.i.d. normal with any (unknown) variances. The proof, from three published pieces:
+    - for each pair (i, l), a two-sided confidence sequence for mu_i - mu_l at level alpha / (k - 1) that needs no
+      known variance: the scale-invariant likelihood ratio of Lai (1976, "On confidence sequences", Ann. Statist.
+      4(2)), with Lai's flat mixture over the mean replaced by a normal one (effect sizes mu / sigma ~ N(0, 1 / c2);
+      sigma integrated out under its right Haar measure), is a test martingale in the filtration of the
+      scale-invariant statistics (Wang & Ramdas 2023, "Anytime-valid t-tests and confidence sequences for Gaussian
+      means with unknown variance", arXiv:2310.03722), so by Ville's inequality it stays below (k - 1) / alpha at
+      every round at once with probability >= 1 - alpha / (k - 1). No variance bound and no first stage: the sample
+      variance of the paired differences enters the width directly (`t_mixture_half_width`).
+      A union bound over the k - 1 rivals l of the best class b makes every statement about a pair (b, l) true at
+      once with probability >= 1 - alpha;
+    - a class i leaves only when the lower confidence bound of mu_i - mu_leader exceeds 0 (so on that event b never
+      leaves: the leader, chosen from the data at every round, is covered by the union bound);
+    - the procedure stops early only when the upper confidence bound of mu_leader - mu_i is below delta for every
+      alive i (so on that event the leader is within delta of b; no chain of drops within delta can add up), and
       otherwise at the end of the grid, where the means are exhaustive scoring's exactly.
     What it does not cover, honestly: the paired differences of a network are not normal, and the grid is sampled
     without replacement, not drawn i.i.d. (the running mean then varies less, by (G - r) / (G - 1), and the
     procedure should be cautious rather than bold, but the theorem is for i.i.d. draws); the benchmark checks the
     rate empirically.
-    `rho_rounds` sets where the boundary is tightest (in rounds; Howard et al.'s rho = sigma^2 x rho_rounds).
-
-    `refresh` (default): the variance bound tightens as rounds accrue. At the checkpoints c_j = n0 2^j (j = 0, 1, ...)
-    the chi-square upper bound of sigma_il^2 is recomputed from all c_j rounds so far, at level
-    alpha / (2 (k - 1)) / ((j + 1)(j + 2)); these levels sum to alpha / (2 (k - 1)) over j, so the bounds hold at
-    every checkpoint at once with the same probability as the single first-stage bound, and the guarantee above is
-    unchanged: with rho proportional to the variance, the boundary is sigma times a function of the round, so any
-    upper bound of sigma, even one that changes between rounds, keeps it valid. A pair uses its latest checkpoint
-    (both classes are evaluated at every round while alive). `refresh=False` keeps the first-stage bound throughout.
+    `c2` sets where the width is tightest (effect sizes near 1 / sqrt(c2) are the ones it is tuned for); `n0` is
+    the first round that screens (>= 2: one difference says nothing about its own variance).
     """
 
-    def __init__(self, n_timesteps: int = 500, delta: float = 0.0, alpha: float = 0.05, n0: int = 20, seed: int = 0,
-                 compare: int = 16, rho_rounds: float = 20.0, refresh: bool = True) -> None:
-        super().__init__(n_timesteps, delta, alpha, n0, seed, compare)
-        if not rho_rounds > 0:
-            raise ValueError(f"rho_rounds must be > 0 (where the boundary is tightest, in rounds), got {rho_rounds}.")
-        if not isinstance(refresh, bool):
-            raise TypeError(f"refresh must be True or False, got {refresh!r}.")
-        self.rho_rounds, self.refresh = float(rho_rounds), refresh
+    def __init__(self, n_timesteps: int = 500, delta: float = 0.0, alpha: float = 0.05, n0: int = 2, seed: int = 0,
+                 c2: float = 2.0) -> None:
+        super().__init__(n_timesteps, delta, alpha, n0, seed, compare=1)
+        if not c2 > 0:
+            raise ValueError(f"c2 must be > 0 (the precision of the mixture over effect sizes mu / sigma), got {c2}.")
+        self.c2 = float(c2)
+
+    def __repr__(self) -> str:
+        return (f"AnytimeElimination(n_timesteps={self.n_timesteps}, delta={self.delta:.3g}, alpha={self.alpha}, "
+                f"n0={self.n0}, seed={self.seed}, c2={self.c2})")
+
+
+def t_mixture_half_width(var: torch.Tensor, n: int, alpha: float, c2: float) -> torch.Tensor:
+    """Half-width of Lai's (1976) two-sided confidence sequence for a normal mean with unknown variance, after n
+    i.i.d. draws with sample variance `var`: the set of mu where the mixture martingale
+    M_n = sqrt(c2 / (n + c2)) (sum y^2 / (sum y^2 - (sum y)^2 / (n + c2)))^(n / 2), y = x - mu, is below 1 / alpha.
+    Solving for mu: mean +- sqrt(var B (n - 1) / (n (n - B))), B = (n + c2)(1 - (alpha^2 c2 / (n + c2))^(1 / n));
+    infinite while n <= B (too few draws to exclude anything at this level)."""
+    b = (n + c2) * -math.expm1(math.log(alpha**2 * c2 / (n + c2)) / n)
+    if n <= b:
+        return torch.full_like(var, float("inf"))
+    return (var * (b * (n - 1) / (n * (n - b)))).sqrt()
 
 
 class _AnytimeState(_SequentialState):
-    def _screen(self, idx: torch.Tensor) -> None:
-        """Drop i if LCB(mu_i - mu_l) > 0 for an alive l; stop at the leader once UCB(mu_leader - mu_l) < delta."""
-        from scipy.stats import chi2
+    """Running sums per class (sum, sum of squares) and, for the current leader L of each sample, sum e_i e_L: the
+    sample variance of every pair (i, L) at O(C) memory. When a sample's leader changes, its cross sums are
+    recomputed from the errors of its earlier rounds (alive classes were evaluated at every one)."""
 
-        r, level = self.round, self.s.alpha / (2 * max(self.k - 1, 1))
-        j = int(math.log2(r / self.s.n0) + 1e-9) if self.s.refresh else 0  # the latest checkpoint n0 2^j <= r
-        c, var_level = self.s.n0 * 2**j, level / ((j + 1) * (j + 2)) if self.s.refresh else level
-        f = None
-        if j > 0:  # the weighted errors of each sample's first c rounds (alive classes: evaluated at every round)
-            rounds = self.order[idx, :c]  # (n, c)
-            f = self.errors[idx[:, None], rounds] * self.weights[rounds][..., None]  # (n, c, C)
-            f = f.nan_to_num(0.0)  # classes that left: their pairs are not real
-        mean, rivals, s2, real = self._pairs(idx, f)
-        s2 = s2 * (c - 1) / float(chi2.ppf(var_level, c - 1))  # upper confidence bound of sigma_il^2
-        half = normal_mixture_boundary(s2 * r, level, s2.clamp(min=1e-300) * self.s.rho_rounds) / r  # (n, C, m)
-        gap = mean[:, :, None] - mean.gather(1, rivals)[:, None, :]  # mean_i - mean_l
-        alive = self.alive[idx] & ~((gap - half > 0) & real).any(2)
-        leader = rivals[:, 0]  # the alive class of least mean (never dropped above)
-        ucb = half[:, :, 0] - gap[:, :, 0]  # (n, C): UCB of mu_leader - mu_i for every class i
-        done = ((ucb < self.s.delta) | ~alive).scatter(1, leader[:, None], True).all(1)
+    def __init__(self, s: _Sequential, n_samples: int, n_classes: int, weights: torch.Tensor) -> None:
+        super().__init__(s, n_samples, n_classes, weights)
+        self.squares = torch.zeros(n_samples, n_classes, dtype=torch.float64)
+        self.cross = torch.zeros(n_samples, n_classes, dtype=torch.float64)  # sum over rounds of e_i e_leader
+        self.leader = torch.zeros(n_samples, dtype=torch.long)
+
+    def _collect(self, errors: torch.Tensor) -> None:
+        self.errors = errors  # a change of leader reads earlier rounds back from it
+        j = self.order[:, self.round - 1]  # (N,)
+        e = (errors[torch.arange(len(j)), j] * self.weights[j][:, None]).nan_to_num(0.0) * self.alive  # (N, C)
+        self.sums += e
+        self.squares += e * e
+        self.cross += e * e.gather(1, self.leader[:, None])
+
+    def _screen(self, idx: torch.Tensor) -> None:
+        """Drop i if LCB(mu_i - mu_leader) > 0; stop at the leader once UCB(mu_leader - mu_i) < delta for all i."""
+        r, alive = self.round, self.alive[idx]
+        leader = (self.sums[idx] / r).masked_fill(~alive, float("inf")).argmin(1)  # (n,)
+        moved = leader != self.leader[idx]
+        if bool(moved.any()):  # recompute sum e_i e_leader over the rounds so far for the samples whose leader moved
+            m, rounds = idx[moved], self.order[idx[moved], :r]  # (m,), (m, r)
+            f = (self.errors[m[:, None], rounds] * self.weights[rounds][..., None]).nan_to_num(0.0)  # (m, r, C)
+            self.cross[m] = (f * f.gather(2, leader[moved][:, None, None].expand(-1, r, 1))).sum(1)
+            self.leader[m] = leader[moved]
+        sums, squares = self.sums[idx], self.squares[idx]
+        d = sums - sums.gather(1, leader[:, None])  # sum of the paired differences e_i - e_leader
+        dd = squares + squares.gather(1, leader[:, None]) - 2 * self.cross[idx]  # sum of their squares
+        var = ((dd - d**2 / r) / (r - 1)).clamp(min=0)  # (n, C) sample variance of each pair (i, leader)
+        half = t_mixture_half_width(var, r, self.s.alpha / max(self.k - 1, 1), self.s.c2)
+        gap = d / r  # mean_i - mean_leader
+        alive = alive & ~(gap - half > 0)
+        done = ((half - gap < self.s.delta) | ~alive).scatter(1, leader[:, None], True).all(1)
         alive[done] = False
         alive[done, leader[done]] = True
         self.alive[idx] = alive
