@@ -104,7 +104,8 @@ def _fingerprint(attributes: dict) -> str:
 def run_manifest(model: Any, dataset: Any, prompts: PromptSet, strategy: Any, *, loss: str, weighting: str, seed: int,
                  autocast_dtype: torch.dtype | None, batch_size: int, images_per_call: int, processes: int,
                  classify_kwargs: dict, extra: dict | None = None) -> dict:
-    """Every setting that decides the records (compared on resume), plus the soft ones (batch sizes, processes)."""
+    """Every setting that decides the records (compared on resume), plus the soft ones (batch sizes, processes,
+    CPU threads)."""
     source = getattr(dataset, "source_index", lambda i: i)
     device = getattr(model, "device", None)
     return {
@@ -117,7 +118,7 @@ def run_manifest(model: Any, dataset: Any, prompts: PromptSet, strategy: Any, *,
         "loss": loss, "weighting": weighting, "seed": int(seed), "autocast_dtype": str(autocast_dtype),
         "classify_kwargs": {k: repr(v) for k, v in sorted(classify_kwargs.items())},
         "batch_size": int(batch_size), "images_per_call": int(images_per_call), "processes": int(processes),
-        **(extra or {}),
+        "cpu_threads": torch.get_num_threads(), **(extra or {}),
     }
 
 

@@ -29,10 +29,11 @@ MANIFEST = "manifest.json"
 RECORDS = "records"
 # settings that may change between runs into the same folder: the same pairs with the same (t, eps) are evaluated, but
 # batch shapes change, and float32 kernels (convolutions, matrix products) sum in an order that depends on them
-SOFT_SETTINGS = ("batch_size", "images_per_call", "processes")
+SOFT_SETTINGS = ("batch_size", "images_per_call", "processes", "cpu_threads")
 SOFT_NOTE = ("the same pairs are evaluated with the same timesteps and noise, but a float32 model's errors in new records "
-             "may differ from what the old batch shapes gave in the last bits (about 1e-7 relative: convolution and "
-             "matrix kernels sum in an order that depends on the batch shape, on the CPU as on a GPU)")
+             "may differ from what the old batch shapes or CPU thread count gave in the last bits (about 1e-7 relative: "
+             "convolution and matrix kernels sum in an order that depends on the batch shape and, on the CPU, on how "
+             "many threads share the work)")
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

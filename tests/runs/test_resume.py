@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from diffclf_lite.data.prompts import class_prompts
 from diffclf_lite.engine.strategies import Exhaustive
@@ -135,6 +136,13 @@ def test_other_settings_are_refused_naming_the_setting(tmp_path, capsys):
         _gmm_run(out, loss="l1")
     again = _gmm_run(out, batch_size=5)  # a soft setting: allowed, and said
     assert "batch_size 16 -> 5" in capsys.readouterr().out and again.records == first.records
+    threads = torch.get_num_threads()
+    torch.set_num_threads(threads + 1)  # float32 kernels may sum in another order: allowed, and said
+    try:
+        assert _gmm_run(out).records == first.records
+    finally:
+        torch.set_num_threads(threads)
+    assert f"cpu_threads {threads} -> {threads + 1}" in capsys.readouterr().out
     changed = _gmm_run(out, seed=1, overwrite=True)
     assert json.loads((out / R.MANIFEST).read_text())["seed"] == 1 and len(changed.records) == 6
 
