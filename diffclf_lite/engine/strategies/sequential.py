@@ -54,9 +54,10 @@ def zero_shot_delta(errors: torch.Tensor, weights: torch.Tensor | None = None, k
 
 
 class _Sequential:
-    """What both procedures share: the grid, the level, the first stage, the zone, a zero-shot constructor."""
+    """What both procedures share: the grid, the level, the first screening round n0, the zone, a zero-shot
+    constructor."""
 
-    def __init__(self, n_timesteps: int, delta: float, alpha: float, n0: int, seed: int, compare: int) -> None:
+    def __init__(self, n_timesteps: int, delta: float, alpha: float, n0: int, seed: int) -> None:
         if not 2 <= int(n0) <= int(n_timesteps):
             raise ValueError(f"need 2 <= n0 ({n0}) <= n_timesteps ({n_timesteps}): the first stage estimates variances "
                              "from n0 rounds of one grid point each.")
@@ -64,10 +65,8 @@ class _Sequential:
             raise ValueError(f"alpha must lie in (0, 1), got {alpha}.")
         if not delta >= 0:
             raise ValueError(f"delta must be >= 0 (the indifference zone, in units of the mean error), got {delta}.")
-        if int(compare) < 1:
-            raise ValueError(f"compare must be at least 1, got {compare}.")
         self.n_timesteps, self.delta, self.alpha, self.n0 = int(n_timesteps), float(delta), float(alpha), int(n0)
-        self.seed, self.compare = int(seed), int(compare)
+        self.seed = int(seed)
 
     @classmethod
     def zero_shot(cls, errors: torch.Tensor, weights: torch.Tensor | None = None, kappa: float = 3.0, **kwargs):
@@ -79,9 +78,6 @@ class _Sequential:
             raise ValueError(f"{type(self).__name__} takes one noise draw per timestep (n_trials = 1), got {n_trials}.")
         return self._state(self, n_samples, n_classes, weights)
 
-    def __repr__(self) -> str:
-        return (f"{type(self).__name__}(n_timesteps={self.n_timesteps}, delta={self.delta:.3g}, alpha={self.alpha}, "
-                f"n0={self.n0}, seed={self.seed}, compare={self.compare})")
 
 
 class _SequentialState:
@@ -92,33 +88,14 @@ class _SequentialState:
         g = torch.Generator().manual_seed(s.seed)
         self.order = torch.rand(n_samples, s.n_timesteps, generator=g).argsort(1)  # (N, G): each sample's own order
         self.sums = torch.zeros(n_samples, n_classes, dtype=torch.float64)  # weighted errors summed over rounds
-        self.first = torch.zeros(n_samples, s.n0, n_classes, dtype=torch.float64)  # first-stage rounds
 
-    def _collect(self, errors: torch.Tensor) -> None:
-        """Add the last round's (weighted) errors of every alive class to the running sums."""
+    def _collect(self, errors: torch.Tensor) -> torch.Tensor:
+        """Add the last round's (weighted) errors of every alive class to the running sums; return them (N, C)."""
         j = self.order[:, self.round - 1]  # (N,)
         e = errors[torch.arange(len(j)), j] * self.weights[j][:, None]  # (N, C); NaN for classes not evaluated
         e = e.nan_to_num(0.0) * self.alive
         self.sums += e
-        if self.round <= self.s.n0:
-            self.first[:, self.round - 1] = e
-
-    def _pairs(self, idx: torch.Tensor, f: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
-        """For the samples idx: means (n, C), the `compare` alive rivals l of least mean (n, m), the variances S_il^2
-        of the paired differences (n, C, m) over the first-stage rounds (or over the rounds f (n, c, C) given), and
-        which pairs (i, l) are real (both alive, i != l)."""
-        alive, mean = self.alive[idx], self.sums[idx] / self.round
-        m = min(self.s.compare, alive.shape[1])
-        rivals = mean.masked_fill(~alive, float("inf")).topk(m, dim=1, largest=False).indices  # (n, m)
-        f = self.first[idx] if f is None else f
-        f = f - f.mean(1, keepdim=True)  # (n, c, C) centred errors of the rounds used
-        fl = f.gather(2, rivals[:, None, :].expand(-1, f.shape[1], -1))  # (n, c, m)
-        var = f.pow(2).sum(1) / (f.shape[1] - 1)  # (n, C)
-        cov = torch.einsum("nrc,nrm->ncm", f, fl) / (f.shape[1] - 1)  # (n, C, m)
-        s2 = (var[:, :, None] + var.gather(1, rivals)[:, None, :] - 2 * cov).clamp(min=0)  # S_il^2
-        others = rivals[:, None, :] != torch.arange(alive.shape[1])[None, :, None]  # l != i
-        real = alive.gather(1, rivals)[:, None, :] & others & alive[:, :, None]
-        return mean, rivals, s2, real
+        return e
 
     def next(self, errors: torch.Tensor) -> Request | None:
         if self.round > 0:
@@ -159,13 +136,49 @@ class KimNelson(_Sequential):
 
     def __init__(self, n_timesteps: int = 500, delta: float = 1e-3, alpha: float = 0.05, n0: int = 20, seed: int = 0,
                  compare: int = 16) -> None:
-        super().__init__(n_timesteps, delta, alpha, n0, seed, compare)
+        super().__init__(n_timesteps, delta, alpha, n0, seed)
         if not delta > 0:
             raise ValueError(f"KimNelson needs delta > 0 (the indifference zone, in units of the mean error), got "
                              f"{delta}; delta -> 0 makes KN visit the whole grid: use Exhaustive instead.")
+        if int(compare) < 1:
+            raise ValueError(f"compare must be at least 1, got {compare}.")
+        self.compare = int(compare)
+
+    def __repr__(self) -> str:
+        return (f"KimNelson(n_timesteps={self.n_timesteps}, delta={self.delta:.3g}, alpha={self.alpha}, n0={self.n0}, "
+                f"seed={self.seed}, compare={self.compare})")
 
 
 class _KNState(_SequentialState):
+    """KN's state: the errors of the first n0 rounds, from which every pair's variance is estimated once."""
+
+    def __init__(self, s: _Sequential, n_samples: int, n_classes: int, weights: torch.Tensor) -> None:
+        super().__init__(s, n_samples, n_classes, weights)
+        self.first = torch.zeros(n_samples, s.n0, n_classes, dtype=torch.float64)  # first-stage rounds
+
+    def _collect(self, errors: torch.Tensor) -> torch.Tensor:
+        e = super()._collect(errors)
+        if self.round <= self.s.n0:
+            self.first[:, self.round - 1] = e
+        return e
+
+    def _pairs(self, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """For the samples idx: means (n, C), the `compare` alive rivals l of least mean (n, m), the variances S_il^2
+        of the paired differences (n, C, m) over the first-stage rounds, and which pairs (i, l) are real (both alive,
+        i != l)."""
+        alive, mean = self.alive[idx], self.sums[idx] / self.round
+        m = min(self.s.compare, alive.shape[1])
+        rivals = mean.masked_fill(~alive, float("inf")).topk(m, dim=1, largest=False).indices  # (n, m)
+        f = self.first[idx]
+        f = f - f.mean(1, keepdim=True)  # (n, n0, C) centred first-stage errors
+        fl = f.gather(2, rivals[:, None, :].expand(-1, f.shape[1], -1))  # (n, c, m)
+        var = f.pow(2).sum(1) / (f.shape[1] - 1)  # (n, C)
+        cov = torch.einsum("nrc,nrm->ncm", f, fl) / (f.shape[1] - 1)  # (n, C, m)
+        s2 = (var[:, :, None] + var.gather(1, rivals)[:, None, :] - 2 * cov).clamp(min=0)  # S_il^2
+        others = rivals[:, None, :] != torch.arange(alive.shape[1])[None, :, None]  # l != i
+        real = alive.gather(1, rivals)[:, None, :] & others & alive[:, :, None]
+        return mean, rivals, s2, real
+
     def _screen(self, idx: torch.Tensor) -> None:
         """Procedure KN's screening at round r: i leaves if mean_i - mean_l > W_il(r) for some l."""
         r, delta, h2 = self.round, self.s.delta, kn_constant(self.s.alpha, self.k, self.s.n0)
@@ -208,7 +221,7 @@ class AnytimeElimination(_Sequential):
 
     def __init__(self, n_timesteps: int = 500, delta: float = 0.0, alpha: float = 0.05, n0: int = 2, seed: int = 0,
                  c2: float = 2.0) -> None:
-        super().__init__(n_timesteps, delta, alpha, n0, seed, compare=1)
+        super().__init__(n_timesteps, delta, alpha, n0, seed)
         if not c2 > 0:
             raise ValueError(f"c2 must be > 0 (the precision of the mixture over effect sizes mu / sigma), got {c2}.")
         self.c2 = float(c2)
@@ -241,13 +254,12 @@ class _AnytimeState(_SequentialState):
         self.cross = torch.zeros(n_samples, n_classes, dtype=torch.float64)  # sum over rounds of e_i e_leader
         self.leader = torch.zeros(n_samples, dtype=torch.long)
 
-    def _collect(self, errors: torch.Tensor) -> None:
+    def _collect(self, errors: torch.Tensor) -> torch.Tensor:
         self.errors = errors  # a change of leader reads earlier rounds back from it
-        j = self.order[:, self.round - 1]  # (N,)
-        e = (errors[torch.arange(len(j)), j] * self.weights[j][:, None]).nan_to_num(0.0) * self.alive  # (N, C)
-        self.sums += e
+        e = super()._collect(errors)
         self.squares += e * e
         self.cross += e * e.gather(1, self.leader[:, None])
+        return e
 
     def _screen(self, idx: torch.Tensor) -> None:
         """Drop i if LCB(mu_i - mu_leader) > 0; stop at the leader once UCB(mu_leader - mu_i) < delta for all i."""
