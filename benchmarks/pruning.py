@@ -11,11 +11,14 @@ timesteps other than the paper's, its shape scaled: (G/10, G) keep (5, 1)), Clar
 it (their weighting w_t = exp(-7t), 20 rounds, p < 2e-3, at most 2,000 rounds) and their test on uniform weights,
 our racing and profiled racing, Kim & Nelson's procedure KN, and elimination by confidence sequences (exact, and with
 a zero-shot indifference zone at several alpha), all on the same points and the same seeded (t, eps) plan. The
+confidence sequences visit the grid in a random order ("in order", exact selection and one zone row) or draw it by
+importance sampling ("drawn"; the zone rows without "in order") from a proposal fitted to unlabelled points
+(`zero_shot_proposal`). The
 exhaustive errors of every (image, timestep, class) are computed once and the other strategies are replayed on them
 (`diffclf_lite.engine.scoring.replay`: the same decisions and NFE as a live run); with `--cache` they are saved chunk
 by chunk, so an interrupted run resumes where it stopped. Profiled racing's profile and temperature come from 30
 labelled calibration points (digits: three training digits per class; the miniature: one); KN's and the confidence
-sequences' zone from the same points without their labels.
+sequences' zone and proposal from the same points without their labels.
 `miniature` is the miniature text-conditional latent Stable Diffusion the book trains (its autoencoder, UNet and CLIP
 text encoder; `diffclf miniature train`) on its held-out digit task: 10 prompts ("a seven", ...), test handwriting,
 every class equally often, on the paper's 500-step grid (CIFAR-10's staged schedule, 50 then 500 timesteps).
@@ -83,6 +86,11 @@ def strategies(grid: int, schedule: str, calibration: torch.Tensor, labels: torc
     kn = dc.KimNelson.zero_shot(calibration, weights, KAPPA, alpha=0.05)
     out["Kim & Nelson, alpha 0.05"] = (kn, "uniform", 0.05, kn.delta)
     out["confidence sequences, alpha 0.05"] = (dc.AnytimeElimination(grid, alpha=0.05), "uniform", 0.05, 0.0)
+    proposal = dc.zero_shot_proposal(calibration, weights)
+    out["confidence sequences, drawn, alpha 0.05"] = (dc.AnytimeElimination(grid, alpha=0.05, proposal=proposal),
+                                                      "uniform", 0.05, 0.0)
+    cs = dc.AnytimeElimination.zero_shot(calibration, weights, KAPPA, alpha=0.05, proposal=None)
+    out["confidence sequences, zone, in order, 0.05"] = (cs, "uniform", 0.05, cs.delta)
     for alpha in ALPHAS:
         cs = dc.AnytimeElimination.zero_shot(calibration, weights, KAPPA, alpha=alpha)
         out[f"confidence sequences, zone, alpha {alpha}"] = (cs, "uniform", alpha, cs.delta)

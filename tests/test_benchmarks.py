@@ -21,7 +21,8 @@ def test_pruning_benchmark_prints_every_strategy_and_writes_the_records(tmp_path
     out = capsys.readouterr().out
     labels = ("exhaustive", "staged (cifar10)", "Clark & Jaini (their w_t)", "successive elimination (C&J)",
               "racing (ours)", "profiled racing (ours)", "profiled racing, zone (ours)", "Kim & Nelson, alpha 0.05",
-              "confidence sequences, alpha 0.05", "confidence sequences, zone, alpha 0.01",
+              "confidence sequences, alpha 0.05", "confidence sequences, drawn, alpha 0.05",
+              "confidence sequences, zone, in order, 0.05", "confidence sequences, zone, alpha 0.01",
               "confidence sequences, zone, alpha 0.05", "confidence sequences, zone, alpha 0.1")
     for label in labels:
         assert f"gmm10        0   500 {label:40s}" in out

@@ -6,7 +6,8 @@ import torch
 from conftest import known_model
 from diffclf_lite import (AnytimeElimination, Candidates, Exhaustive, GaussianMixture, KimNelson, Racing, classify,
                           replay, timestep_grid)
-from diffclf_lite.engine.strategies.sequential import kn_constant, t_mixture_half_width, zero_shot_delta
+from diffclf_lite.engine.strategies.sequential import (kn_constant, t_mixture_half_width, zero_shot_delta,
+                                                      zero_shot_proposal)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,8 @@ def test_guarantee_holds_where_naive_racing_breaks_its_level(hard_mixture, alpha
     zero-shot zone; racing with the same p threshold per test exceeds it (so this check can fail)."""
     cal = hard_mixture.errors[:30]  # their labels are never used
     for strategy in (AnytimeElimination(100, alpha=alpha), AnytimeElimination.zero_shot(cal, alpha=alpha),
-                     KimNelson.zero_shot(cal, alpha=alpha)):
+                     AnytimeElimination(100, alpha=alpha, proposal=zero_shot_proposal(cal)),
+                     AnytimeElimination.zero_shot(cal, alpha=alpha, proposal=None), KimNelson.zero_shot(cal, alpha=alpha)):
         rate, r = error_rate(hard_mixture, strategy, strategy.delta)
         assert rate <= alpha, (strategy, rate)
         assert r.nfe.double().mean() < 0.9 * 100 * 10  # and it does prune
@@ -79,6 +81,11 @@ def test_exact_selection_runs_to_the_grid_end_on_a_tie_and_matches_exhaustive():
     assert 2 <= hopeless_rounds <= 8 and exact.prediction.item() == ex.prediction.item()
     zone = classify(model, x, AnytimeElimination(S, delta=0.5))
     assert zone.nfe.item() < exact.nfe.item() and zone.alive.sum().item() == 1
+    # drawn with replacement, S rounds need not cover the grid: the two survivors are then scored on all of it
+    proposal = torch.linspace(1, 10, S, dtype=torch.float64)
+    drawn = classify(model, x, AnytimeElimination(S, proposal=proposal))
+    assert drawn.prediction.item() == ex.prediction.item() and drawn.alive[0, :2].all()
+    assert not bool(drawn.errors[0, :, :2].isnan().any()) and drawn.nfe.item() < 3 * S
 
 
 def test_sequential_strategies_replay_as_they_run_and_respect_candidates(hard_mixture):
@@ -86,7 +93,8 @@ def test_sequential_strategies_replay_as_they_run_and_respect_candidates(hard_mi
     x, _ = gmm.sample(6, seed=1)
     cand = torch.ones(30, 5, dtype=torch.bool)
     cand[:, 4] = False
-    for s in (AnytimeElimination(50, n0=5), KimNelson(50, delta=0.05, n0=5), Candidates(KimNelson(50, n0=5), cand)):
+    for s in (AnytimeElimination(50, n0=5), AnytimeElimination(50, n0=5, proposal=torch.linspace(1, 2, 50)),
+              KimNelson(50, delta=0.05, n0=5), Candidates(KimNelson(50, n0=5), cand)):  # the last is checked below
         live = classify(gmm, x, s, seed=2)
         again = replay(classify(gmm, x, Exhaustive(50), seed=2).errors, s, live.weights)
         assert torch.equal(live.nfe, again.nfe) and torch.equal(live.prediction, again.prediction)
@@ -97,6 +105,40 @@ def test_zero_shot_delta_is_standard_errors_of_the_exhaustive_gap(hard_mixture):
     e = hard_mixture.errors[:30]
     assert zero_shot_delta(e, kappa=6.0) == pytest.approx(2 * zero_shot_delta(e, kappa=3.0))
     assert AnytimeElimination.zero_shot(e).delta == pytest.approx(zero_shot_delta(e))
+
+
+def test_zero_shot_proposal_is_the_root_mean_square_paired_difference():
+    """q_j proportional to the root mean square over images and classes of d_j against each image's own best class
+    (no labels), mixed with the uniform distribution; worked by hand on two images, three grid points."""
+    e = torch.tensor([[[1.0, 1.0], [1.0, 3.0], [1.0, 1.0]],  # image 1: class 0 best, d(class 1) = (0, 2, 0)
+                      [[1.0, 1.0], [1.0, 1.0], [4.0, 1.0]]], dtype=torch.float64)  # image 2: class 1 best, (0, 0, 3)
+    rms = torch.tensor([0.0, 1.0, 1.5], dtype=torch.float64)  # sqrt(mean of d^2 over 2 images x 2 classes)
+    q = zero_shot_proposal(e, mix=0.1)
+    assert torch.allclose(q, 0.9 * rms / rms.sum() + 0.1 / 3) and q.sum().item() == pytest.approx(1.0)
+    assert torch.allclose(zero_shot_proposal(e[:, :, [0, 0]]), torch.full((3,), 1 / 3, dtype=torch.float64))
+    assert torch.allclose(AnytimeElimination.zero_shot(e).proposal, q)
+
+
+def test_importance_sampled_rounds_estimate_the_grid_mean_with_less_variance(hard_mixture):
+    """Each round drawn from the proposal and weighted by 1 / (S q_j) is an unbiased draw of every class's grid mean
+    (checked by simulation to 4 standard errors); on images other than the calibration ones, the zero-shot proposal
+    makes the paired differences against the best class vary less than uniform draws do (computed exactly)."""
+    errors, weights = hard_mixture.errors, hard_mixture.weights
+    q = zero_shot_proposal(errors[:30])
+    one = errors[30:31].expand(4000, -1, -1)
+    state = AnytimeElimination(100, n0=100, proposal=q).start(4000, 10, weights)  # n0 = S: nothing is screened
+    for _ in range(6):
+        state.next(one)
+    draws = state.sums / 5  # five rounds collected (the sixth request is not yet answered)
+    se = draws.std(0) / 4000**0.5
+    assert ((draws.mean(0) - errors[30].mean(0)).abs() < 4 * se).all()
+    held = errors[30:]
+    d = held - held.gather(2, held.mean(1).argmin(1)[:, None, None].expand(-1, 100, 1))
+    mu = d.mean(1)
+    var_is = (d.pow(2) / (100 * q)[None, :, None]).mean(1) - mu**2
+    var_uniform = d.var(1, unbiased=False)
+    rivals = mu > 0
+    assert (var_is[rivals] / var_uniform[rivals]).median() < 0.8
 
 
 def test_bad_settings_say_what_to_do():
@@ -112,6 +154,12 @@ def test_bad_settings_say_what_to_do():
         zero_shot_delta(torch.full((2, 5, 3), float("nan")))
     with pytest.raises(ValueError, match="c2 must be > 0"):
         AnytimeElimination(100, c2=0.0)
+    with pytest.raises(ValueError, match="proposal must hold one positive"):
+        AnytimeElimination(3, proposal=torch.tensor([0.5, 0.5, 0.0]))
+    with pytest.raises(ValueError, match="proposal must hold one positive"):
+        AnytimeElimination(3, proposal=torch.ones(4))
+    with pytest.raises(ValueError, match="mix must lie in"):
+        zero_shot_proposal(torch.ones(2, 5, 3), mix=0.0)
     with pytest.raises(ValueError, match="n_trials = 1"):
         AnytimeElimination(10, n0=2).start(1, 3, torch.ones(20), n_trials=2)
 

@@ -4,7 +4,7 @@ sequential indifference-zone procedure (KN), and elimination by anytime-valid co
 Both see the errors as Kim & Nelson's simulation with common random numbers: each round evaluates one more grid point,
 the same (t, eps) for every class still alive, and what matters is the variance of each *paired difference* (KN
 estimates it from the first n0 rounds; the confidence sequences from all rounds so far). Each sample visits the grid
-in its own uniformly random order, without replacement.
+in its own uniformly random order, without replacement, unless the confidence sequences are given a proposal.
 
 - `KimNelson`: Procedure KN (Kim & Nelson 2001, "A fully sequential procedure for indifference-zone selection in
   simulation", ACM TOMACS 11(3)). Class i leaves when, for some class l,
@@ -13,7 +13,8 @@ in its own uniformly random order, without replacement.
   - 1) / 2. The triangle closes after h^2 S_il^2 / delta^2 rounds.
 - `AnytimeElimination`: a two-sided confidence sequence for every paired mean difference with the leader (Lai 1976:
   the scale-invariant normal mixture, valid at every round at once for normal draws of any unknown variance) and a
-  union bound over the k - 1 rivals of the best class.
+  union bound over the k - 1 rivals of the best class. With a `proposal` (its zero-shot default, `zero_shot_proposal`)
+  the grid points are drawn by importance sampling instead: i.i.d., where the classes' errors differ most.
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ import torch
 
 from .base import Request
 
-__all__ = ["KimNelson", "AnytimeElimination", "kn_constant", "t_mixture_half_width", "zero_shot_delta"]
+__all__ = ["KimNelson", "AnytimeElimination", "kn_constant", "t_mixture_half_width", "zero_shot_delta",
+           "zero_shot_proposal"]
 
 
 def kn_constant(alpha: float, n_classes: int, n0: int) -> float:
@@ -32,25 +34,53 @@ def kn_constant(alpha: float, n_classes: int, n0: int) -> float:
     return 2 * eta * (n0 - 1)
 
 
+def _unlabelled(errors: torch.Tensor, weights: torch.Tensor | None, who: str) -> torch.Tensor:
+    """The exhaustive errors (N, S, C) of unlabelled images, checked, times the plan's weights w_j / mean(w)."""
+    errors = torch.as_tensor(errors, dtype=torch.float64)
+    if errors.ndim != 3 or errors.shape[1] < 2 or errors.shape[2] < 2 or not bool(torch.isfinite(errors).all()):
+        raise ValueError(f"{who} needs complete, finite exhaustive errors (N, S >= 2, C >= 2) without NaN, got shape "
+                         f"{tuple(errors.shape)}; compute them with classify(model, x, Exhaustive(S)).errors.")
+    S = errors.shape[1]
+    weights = torch.ones(S, dtype=torch.float64) if weights is None else torch.as_tensor(weights).double()
+    if weights.shape != (S,) or not bool((weights > 0).all()):
+        raise ValueError(f"weights must be positive, one per plan entry ({S}), got shape {tuple(weights.shape)}.")
+    return errors * (weights / weights.mean())[None, :, None]
+
+
 def zero_shot_delta(errors: torch.Tensor, weights: torch.Tensor | None = None, kappa: float = 3.0) -> float:
     """An indifference zone from the exhaustive errors (N, S, C) of a few *unlabelled* images: `kappa` standard
     errors of exhaustive scoring's own estimate of the gap between its two best classes on a typical image (median
     over the images of sd(paired differences) / sqrt(S)). No labels: a gap below that is one the grid itself barely
     resolves; labels would instead give a temperature, and delta in probability."""
-    errors = torch.as_tensor(errors, dtype=torch.float64)
-    if errors.ndim != 3 or errors.shape[1] < 2 or errors.shape[2] < 2 or bool(errors.isnan().any()):
-        raise ValueError(f"zero_shot needs complete exhaustive errors (N, S >= 2, C >= 2) without NaN, got shape "
-                         f"{tuple(errors.shape)}; compute them with classify(model, x, Exhaustive(S)).errors.")
     if not kappa > 0:
         raise ValueError(f"kappa must be > 0 (standard errors of the exhaustive estimate), got {kappa}.")
-    N, S, C = errors.shape
-    weights = torch.ones(S, dtype=torch.float64) if weights is None else torch.as_tensor(weights).double()
-    if weights.shape != (S,) or not bool((weights > 0).all()):
-        raise ValueError(f"weights must be positive, one per plan entry ({S}), got shape {tuple(weights.shape)}.")
-    e = errors * (weights / weights.mean())[None, :, None]
+    e = _unlabelled(errors, weights, "zero_shot")
+    S = e.shape[1]
     top2 = e.mean(1).topk(2, dim=1, largest=False).indices  # (N, 2) the two best classes of each image
     d = e.gather(2, top2[:, None, 1:].expand(-1, S, 1)) - e.gather(2, top2[:, None, :1].expand(-1, S, 1))
     return max(kappa * float((d[..., 0].std(1) / S**0.5).median()), 1e-12)
+
+
+def zero_shot_proposal(errors: torch.Tensor, weights: torch.Tensor | None = None, mix: float = 0.1) -> torch.Tensor:
+    """Importance-sampling probabilities q (S,) over the grid from the exhaustive errors (N, S, C) of a few
+    *unlabelled* images: q_j proportional to the root mean square, over the images and their classes, of the
+    paired difference d_j = w_j (e_j,c - e_j,b) against each image's own best class b (no labels), mixed with
+    the uniform distribution in proportion `mix` ("defensive" importance sampling, Hesterberg 1995, Technometrics
+    37(2)), so every grid point keeps probability >= mix / S and no draw is weighted by more than 1 / mix.
+
+    Why this q: a round drawn from q and weighted by 1 / (S q_j) estimates a pair's grid mean without bias, with
+    second moment sum_j d_j^2 / (S^2 q_j); averaged over images and pairs that is sum_j a_j / q_j with
+    a_j = mean d_j^2, which over the distributions q is least at q_j proportional to sqrt(a_j) (Lagrange)."""
+    if not 0 < mix <= 1:
+        raise ValueError(f"mix must lie in (0, 1] (the uniform share that bounds the weights by 1 / mix), got {mix}.")
+    e = _unlabelled(errors, weights, "zero_shot_proposal")
+    S = e.shape[1]
+    d = e - e.gather(2, e.mean(1).argmin(1)[:, None, None].expand(-1, S, 1))  # against each image's own best class
+    rms = d.pow(2).mean((0, 2)).sqrt()  # (S,)
+    uniform = torch.full((S,), 1.0 / S, dtype=torch.float64)
+    if not float(rms.sum()) > 0:  # the classes never differ on these images: nothing to concentrate on
+        return uniform
+    return (1 - mix) * rms / rms.sum() + mix * uniform
 
 
 class _Sequential:
@@ -211,24 +241,51 @@ class AnytimeElimination(_Sequential):
     - the procedure stops early only when the upper confidence bound of mu_leader - mu_i is below delta for every
       alive i (so on that event the leader is within delta of b; no chain of drops within delta can add up), and
       otherwise at the end of the grid, where the means are exhaustive scoring's exactly.
-    What it does not cover, honestly: the paired differences of a network are not normal, and the grid is sampled
-    without replacement, not drawn i.i.d. (the running mean then varies less, by (G - r) / (G - 1), and the
+    What it does not cover, honestly: the paired differences of a network are not normal, and without a `proposal`
+    the grid is sampled without replacement, not drawn i.i.d. (the running mean then varies less, by (G - r) / (G - 1), and the
     procedure should be cautious rather than bold, but the theorem is for i.i.d. draws); the benchmark checks the
     rate empirically.
+    `proposal` (S,), positive: importance sampling of the grid. Each round draws grid point j with probability
+    q_j, independently of the earlier rounds (a point drawn again costs no evaluation: its errors are known), and
+    weights its errors by 1 / (S q_j), so every round is an unbiased draw of each class's grid mean and the draws
+    are i.i.d., as the theorem asks (the without-replacement caveat above no longer applies; normality still is
+    assumed). A proposal that puts its draws where the classes differ most makes the paired differences vary less:
+    `zero_shot` takes it from unlabelled images (`zero_shot_proposal`). If S rounds pass without a decision, the
+    surviving classes are scored on the whole grid and the least grid mean among them is chosen, exactly.
+    Without a proposal, each sample visits the grid in its own uniformly random order, without replacement.
     `c2` sets where the width is tightest (effect sizes near 1 / sqrt(c2) are the ones it is tuned for); `n0` is
     the first round that screens (>= 2: one difference says nothing about its own variance).
     """
 
     def __init__(self, n_timesteps: int = 500, delta: float = 0.0, alpha: float = 0.05, n0: int = 2, seed: int = 0,
-                 c2: float = 2.0) -> None:
+                 c2: float = 2.0, proposal: torch.Tensor | None = None) -> None:
         super().__init__(n_timesteps, delta, alpha, n0, seed)
         if not c2 > 0:
             raise ValueError(f"c2 must be > 0 (the precision of the mixture over effect sizes mu / sigma), got {c2}.")
         self.c2 = float(c2)
+        if proposal is not None:
+            proposal = torch.as_tensor(proposal, dtype=torch.float64)
+            if proposal.shape != (self.n_timesteps,) or not bool((torch.isfinite(proposal) & (proposal > 0)).all()):
+                raise ValueError(f"proposal must hold one positive, finite probability per grid point "
+                                 f"({self.n_timesteps},), got shape {tuple(proposal.shape)}: a point of probability 0 "
+                                 "would never be drawn and the estimate would be biased; mix in the uniform "
+                                 "distribution (zero_shot_proposal(..., mix=0.1)).")
+            proposal = proposal / proposal.sum()
+        self.proposal = proposal
+
+    @classmethod
+    def zero_shot(cls, errors: torch.Tensor, weights: torch.Tensor | None = None, kappa: float = 3.0,
+                  mix: float = 0.1, **kwargs):
+        """The procedure with `delta` from `zero_shot_delta` and the importance-sampling `proposal` from
+        `zero_shot_proposal` (uniform share `mix`), both on the exhaustive errors (N, S, C) of unlabelled images."""
+        kwargs.setdefault("proposal", zero_shot_proposal(errors, weights, mix))
+        return super().zero_shot(errors, weights, kappa, **kwargs)
 
     def __repr__(self) -> str:
+        q = self.proposal
+        sampling = "uniform" if q is None else f"importance, max/min {float(q.max() / q.min()):.3g}"
         return (f"AnytimeElimination(n_timesteps={self.n_timesteps}, delta={self.delta:.3g}, alpha={self.alpha}, "
-                f"n0={self.n0}, seed={self.seed}, c2={self.c2})")
+                f"n0={self.n0}, seed={self.seed}, c2={self.c2}, sampling={sampling})")
 
 
 def t_mixture_half_width(var: torch.Tensor, n: int, alpha: float, c2: float) -> torch.Tensor:
@@ -248,8 +305,14 @@ class _AnytimeState(_SequentialState):
     sample variance of every pair (i, L) at O(C) memory. When a sample's leader changes, its cross sums are
     recomputed from the errors of its earlier rounds (alive classes were evaluated at every one)."""
 
-    def __init__(self, s: _Sequential, n_samples: int, n_classes: int, weights: torch.Tensor) -> None:
+    def __init__(self, s: AnytimeElimination, n_samples: int, n_classes: int, weights: torch.Tensor) -> None:
         super().__init__(s, n_samples, n_classes, weights)
+        if s.proposal is not None:  # i.i.d. draws from the proposal, each weighted by 1 / (S q_j)
+            g = torch.Generator().manual_seed(s.seed)
+            self.order = torch.multinomial(s.proposal.expand(n_samples, -1), s.n_timesteps, replacement=True,
+                                           generator=g)
+            self.weights = self.weights / (s.n_timesteps * s.proposal)
+        self.completed = False  # the survivors of S rounds were sent to be scored on the whole grid
         self.squares = torch.zeros(n_samples, n_classes, dtype=torch.float64)
         self.cross = torch.zeros(n_samples, n_classes, dtype=torch.float64)  # sum over rounds of e_i e_leader
         self.leader = torch.zeros(n_samples, dtype=torch.long)
@@ -260,6 +323,17 @@ class _AnytimeState(_SequentialState):
         self.squares += e * e
         self.cross += e * e.gather(1, self.leader[:, None])
         return e
+
+    def next(self, errors: torch.Tensor) -> Request | None:
+        if self.completed:
+            return None
+        request = super().next(errors)
+        if request is None and self.s.proposal is not None and self.round == self.s.n_timesteps:
+            racing = self.alive.sum(1) > 1  # S draws with replacement need not cover the grid: finish it exactly
+            if bool(racing.any()):
+                self.completed = True
+                return racing[:, None].expand(-1, errors.shape[1]).clone(), self.alive & racing[:, None]
+        return request
 
     def _screen(self, idx: torch.Tensor) -> None:
         """Drop i if LCB(mu_i - mu_leader) > 0; stop at the leader once UCB(mu_leader - mu_i) < delta for all i."""
