@@ -242,9 +242,9 @@ class AnytimeElimination(_Sequential):
       alive i (so on that event the leader is within delta of b; no chain of drops within delta can add up), and
       otherwise at the end of the grid, where the means are exhaustive scoring's exactly.
     What it does not cover, honestly: the paired differences of a network are not normal, and without a `proposal`
-    the grid is sampled without replacement, not drawn i.i.d. (the running mean then varies less, by (G - r) / (G - 1), and the
-    procedure should be cautious rather than bold, but the theorem is for i.i.d. draws); the benchmark checks the
-    rate empirically.
+    the grid is sampled without replacement, not drawn i.i.d. (the running mean then varies less, by
+    (G - r) / (G - 1), and the procedure should be cautious rather than bold, but the theorem is for i.i.d. draws);
+    the benchmark checks the rate empirically.
     `proposal` (S,), positive: importance sampling of the grid. Each round draws grid point j with probability
     q_j, independently of the earlier rounds (a point drawn again costs no evaluation: its errors are known), and
     weights its errors by 1 / (S q_j), so every round is an unbiased draw of each class's grid mean and the draws
