@@ -25,7 +25,7 @@ def test_pruning_benchmark_prints_every_strategy_and_writes_the_records(tmp_path
               "confidence sequences, zone, in order, 0.05", "confidence sequences, zone, alpha 0.01",
               "confidence sequences, zone, alpha 0.05", "confidence sequences, zone, alpha 0.1")
     for label in labels:
-        assert f"gmm10        0   500 {label:40s}" in out
+        assert f"gmm10        0   500 {label:42s}" in out
     assert "gmm10 seed 0:" in out
     records = json.loads(out_json.read_text())
     assert [r["strategy"] for r in records] == list(labels)
