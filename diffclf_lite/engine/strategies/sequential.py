@@ -1,20 +1,8 @@
 """Selection with a stated guarantee, for the class of least mean error over the grid: Kim & Nelson's fully
-sequential indifference-zone procedure (KN), and elimination by anytime-valid confidence sequences.
-
-Both see the errors as Kim & Nelson's simulation with common random numbers: each round evaluates one more grid point,
-the same (t, eps) for every class still alive, and what matters is the variance of each *paired difference* (KN
-estimates it from the first n0 rounds; the confidence sequences from all rounds so far). Each sample visits the grid
-in its own uniformly random order, without replacement, unless the confidence sequences are given a proposal.
-
-- `KimNelson`: Procedure KN (Kim & Nelson 2001, "A fully sequential procedure for indifference-zone selection in
-  simulation", ACM TOMACS 11(3)). Class i leaves when, for some class l,
-  mean_i(r) - mean_l(r) > W_il(r) = max(0, delta / (2 r) * (h^2 S_il^2 / delta^2 - r)), S_il^2 the variance of the
-  paired differences i - l over the first n0 rounds, h^2 = 2 eta (n0 - 1), eta = ((2 alpha / (k - 1))^(-2 / (n0 - 1))
-  - 1) / 2. The triangle closes after h^2 S_il^2 / delta^2 rounds.
-- `AnytimeElimination`: a two-sided confidence sequence for every paired mean difference with the leader (Lai 1976:
-  the scale-invariant normal mixture, valid at every round at once for normal draws of any unknown variance) and a
-  union bound over the k - 1 rivals of the best class. With a `proposal` (its zero-shot default, `zero_shot_proposal`)
-  the grid points are drawn by importance sampling instead: i.i.d., where the classes' errors differ most.
+sequential indifference-zone procedure (`KimNelson`) and elimination by anytime-valid confidence sequences
+(`AnytimeElimination`). Both see the errors as a simulation with common random numbers: each round evaluates one
+more grid point, the same (t, eps) for every class still alive, and what matters is the variance of each *paired
+difference*. The grid is visited in a random order without replacement, or drawn by importance sampling.
 """
 from __future__ import annotations
 
@@ -50,8 +38,7 @@ def _unlabelled(errors: torch.Tensor, weights: torch.Tensor | None, who: str) ->
 def zero_shot_delta(errors: torch.Tensor, weights: torch.Tensor | None = None, kappa: float = 3.0) -> float:
     """An indifference zone from the exhaustive errors (N, S, C) of a few *unlabelled* images: `kappa` standard
     errors of exhaustive scoring's own estimate of the gap between its two best classes on a typical image (median
-    over the images of sd(paired differences) / sqrt(S)). No labels: a gap below that is one the grid itself barely
-    resolves; labels would instead give a temperature, and delta in probability."""
+    of sd(paired differences) / sqrt(S)), a gap the grid itself barely resolves (labels would give a temperature)."""
     if not kappa > 0:
         raise ValueError(f"kappa must be > 0 (standard errors of the exhaustive estimate), got {kappa}.")
     e = _unlabelled(errors, weights, "zero_shot")
@@ -63,14 +50,11 @@ def zero_shot_delta(errors: torch.Tensor, weights: torch.Tensor | None = None, k
 
 def zero_shot_proposal(errors: torch.Tensor, weights: torch.Tensor | None = None, mix: float = 0.1) -> torch.Tensor:
     """Importance-sampling probabilities q (S,) over the grid from the exhaustive errors (N, S, C) of a few
-    *unlabelled* images: q_j proportional to the root mean square, over the images and their classes, of the
-    paired difference d_j = w_j (e_j,c - e_j,b) against each image's own best class b (no labels), mixed with
-    the uniform distribution in proportion `mix` ("defensive" importance sampling, Hesterberg 1995, Technometrics
-    37(2)), so every grid point keeps probability >= mix / S and no draw is weighted by more than 1 / mix.
-
-    Why this q: a round drawn from q and weighted by 1 / (S q_j) estimates a pair's grid mean without bias, with
-    second moment sum_j d_j^2 / (S^2 q_j); averaged over images and pairs that is sum_j a_j / q_j with
-    a_j = mean d_j^2, which over the distributions q is least at q_j proportional to sqrt(a_j) (Lagrange)."""
+    *unlabelled* images: q_j proportional to the root mean square, over images and classes, of the paired
+    difference d_j = w_j (e_j,c - e_j,b) against each image's own best class b, which minimises the average second
+    moment sum_j a_j / q_j (a_j = mean d_j^2) of a round weighted by 1 / (S q_j); mixed with the uniform
+    distribution in proportion `mix` (defensive importance sampling, Hesterberg 1995, Technometrics 37(2)), so no
+    draw is weighted by more than 1 / mix."""
     if not 0 < mix <= 1:
         raise ValueError(f"mix must lie in (0, 1] (the uniform share that bounds the weights by 1 / mix), got {mix}.")
     e = _unlabelled(errors, weights, "zero_shot_proposal")
@@ -84,8 +68,7 @@ def zero_shot_proposal(errors: torch.Tensor, weights: torch.Tensor | None = None
 
 
 class _Sequential:
-    """What both procedures share: the grid, the level, the first screening round n0, the zone, a zero-shot
-    constructor."""
+    """What both procedures share: the grid, the level, the first screening round n0, the zone, `zero_shot`."""
 
     def __init__(self, n_timesteps: int, delta: float, alpha: float, n0: int, seed: int) -> None:
         if not 2 <= int(n0) <= int(n_timesteps):
@@ -144,24 +127,16 @@ class _SequentialState:
 
 
 class KimNelson(_Sequential):
-    """Procedure KN of Kim & Nelson (2001) on the timestep grid: each sample visits the grid in its own uniformly
-    random order (without replacement), `n0` rounds first, then screens every round; `compare` bounds the rivals l
-    each class is screened against (the `compare` alive classes of least mean; screening against fewer classes only
-    drops fewer, so it keeps the guarantee). `delta` (> 0) is the indifference zone in units of the mean error;
-    `zero_shot` sets it from unlabelled images (`zero_shot_delta`).
-
-    The guarantee KN proves: if the paired differences are i.i.d. normal (any variances and correlations) and the best
-    class's mean is at least `delta` below every other's, the best class is chosen with probability >= 1 - `alpha`.
-    What it means here, honestly:
-    - "Best" is the mean over the fixed grid, which exhaustive scoring computes, not an expectation over infinitely
-      many draws. Sampling the grid without replacement makes the running mean a finite-population estimate: its
-      variance is smaller by the factor (G - r) / (G - 1) than KN assumes, and exhausting the grid gives exhaustive
-      scoring's choice exactly. That should make the procedure more cautious, not less, but KN's proof (Brownian
-      motion limits of i.i.d. normal sums) does not cover it formally, nor the non-normal errors of a network.
-    - When several classes lie within `delta` of the best, KN's theorem says nothing; the question then asked is
-      whether the chosen class is within `delta` of the best ("good selection"). Both readings, and the normality,
-      are checked empirically where the truth is known (the pruning benchmark and its unit test), not assumed.
-    `alpha` is the error probability per image, over the random visiting order.
+    """Procedure KN (Kim & Nelson 2001, "A fully sequential procedure for indifference-zone selection in
+    simulation", ACM TOMACS 11(3)) on the timestep grid, each sample in its own random order without replacement:
+    `n0` rounds first, then class i leaves when mean_i(r) - mean_l(r) > W_il(r) = max(0, delta / (2 r) *
+    (h^2 S_il^2 / delta^2 - r)) for one of the `compare` alive classes l of least mean (fewer rivals only drop
+    fewer), S_il^2 the variance of the paired differences over the first n0 rounds, h^2 = `kn_constant`.
+    The theorem: for i.i.d. normal differences (any variances and correlations), if the best class's mean is at least
+    `delta` below every other's, it is chosen with probability >= 1 - `alpha`. Here the mean is over a finite grid
+    sampled without replacement (its running mean varies less than KN assumes) and the errors are not normal; when
+    several classes lie within `delta`, the question asked is whether the choice is within `delta` of the best. Both
+    are checked empirically where the truth is known (the pruning benchmark and its unit test), not assumed.
     """
 
     def __init__(self, n_timesteps: int = 500, delta: float = 1e-3, alpha: float = 0.05, n0: int = 20, seed: int = 0,
@@ -193,9 +168,8 @@ class _KNState(_SequentialState):
         return e
 
     def _pairs(self, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """For the samples idx: means (n, C), the `compare` alive rivals l of least mean (n, m), the variances S_il^2
-        of the paired differences (n, C, m) over the first-stage rounds, and which pairs (i, l) are real (both alive,
-        i != l)."""
+        """For the samples idx: means (n, C), the `compare` alive rivals l of least mean (n, m), the first-stage
+        variances S_il^2 of the paired differences (n, C, m), and which pairs (i, l) are real (both alive, i != l)."""
         alive, mean = self.alive[idx], self.sums[idx] / self.round
         m = min(self.s.compare, alive.shape[1])
         rivals = mean.masked_fill(~alive, float("inf")).topk(m, dim=1, largest=False).indices  # (n, m)
@@ -224,37 +198,23 @@ KimNelson._state = _KNState
 class AnytimeElimination(_Sequential):
     """Elimination by anytime-valid confidence sequences, with a stated guarantee of *good* selection: with
     probability at least 1 - `alpha` the chosen class's grid mean is within `delta` of the least one (delta = 0:
-    it is the class exhaustive scoring chooses), whatever the gaps between the classes, when the paired differences
-    are i.i.d. normal with any (unknown) variances. The proof, from three published pieces:
-    - for each pair (i, l), a two-sided confidence sequence for mu_i - mu_l at level alpha / (k - 1) that needs no
-      known variance: the scale-invariant likelihood ratio of Lai (1976, "On confidence sequences", Ann. Statist.
-      4(2)), with Lai's flat mixture over the mean replaced by a normal one (effect sizes mu / sigma ~ N(0, 1 / c2);
-      sigma integrated out under its right Haar measure), is a test martingale in the filtration of the
-      scale-invariant statistics (Wang & Ramdas 2023, "Anytime-valid t-tests and confidence sequences for Gaussian
-      means with unknown variance", arXiv:2310.03722), so by Ville's inequality it stays below (k - 1) / alpha at
-      every round at once with probability >= 1 - alpha / (k - 1). No variance bound and no first stage: the sample
-      variance of the paired differences enters the width directly (`t_mixture_half_width`).
-      A union bound over the k - 1 rivals l of the best class b makes every statement about a pair (b, l) true at
-      once with probability >= 1 - alpha;
-    - a class i leaves only when the lower confidence bound of mu_i - mu_leader exceeds 0 (so on that event b never
-      leaves: the leader, chosen from the data at every round, is covered by the union bound);
-    - the procedure stops early only when the upper confidence bound of mu_leader - mu_i is below delta for every
-      alive i (so on that event the leader is within delta of b; no chain of drops within delta can add up), and
-      otherwise at the end of the grid, where the means are exhaustive scoring's exactly.
-    What it does not cover, honestly: the paired differences of a network are not normal, and without a `proposal`
-    the grid is sampled without replacement, not drawn i.i.d. (the running mean then varies less, by
-    (G - r) / (G - 1), and the procedure should be cautious rather than bold, but the theorem is for i.i.d. draws);
-    the benchmark checks the rate empirically.
-    `proposal` (S,), positive: importance sampling of the grid. Each round draws grid point j with probability
-    q_j, independently of the earlier rounds (a point drawn again costs no evaluation: its errors are known), and
-    weights its errors by 1 / (S q_j), so every round is an unbiased draw of each class's grid mean and the draws
-    are i.i.d., as the theorem asks (the without-replacement caveat above no longer applies; normality still is
-    assumed). A proposal that puts its draws where the classes differ most makes the paired differences vary less:
-    `zero_shot` takes it from unlabelled images (`zero_shot_proposal`). If S rounds pass without a decision, the
-    surviving classes are scored on the whole grid and the least grid mean among them is chosen, exactly.
-    Without a proposal, each sample visits the grid in its own uniformly random order, without replacement.
-    `c2` sets where the width is tightest (effect sizes near 1 / sqrt(c2) are the ones it is tuned for); `n0` is
-    the first round that screens (>= 2: one difference says nothing about its own variance).
+    it is exhaustive scoring's choice), whatever the gaps, when the paired differences are i.i.d. normal with any
+    (unknown) variances. The proof, from three published pieces:
+    - per pair (i, l), a two-sided confidence sequence for mu_i - mu_l at level alpha / (k - 1) with no known
+      variance: Lai's scale-invariant likelihood ratio (1976, "On confidence sequences", Ann. Statist. 4(2)) with a
+      normal mixture over effect sizes mu / sigma ~ N(0, 1 / c2) is a test martingale (Wang & Ramdas 2023,
+      arXiv:2310.03722), so by Ville's inequality it holds at every round at once (`t_mixture_half_width`); a union
+      bound over the k - 1 rivals of the best class b makes every statement about a pair (b, l) true at once;
+    - i leaves only when LCB(mu_i - mu_leader) > 0, so on that event b never leaves, whichever class leads;
+    - an early stop needs UCB(mu_leader - mu_i) < delta for every alive i, b included, so no chain of drops within
+      delta adds up; otherwise after S rounds the survivors' grid means decide, exactly.
+    `proposal` (S,), positive: importance sampling. Each round draws grid point j with probability q_j,
+    independently (a point drawn again costs no evaluation), weighted by 1 / (S q_j): every round is an unbiased,
+    i.i.d. draw of each class's grid mean, as the theorem asks, and a proposal where the classes differ most makes
+    the differences vary less (`zero_shot` fits it to unlabelled images, `zero_shot_proposal`). Without one, each
+    sample visits the grid in a random order without replacement, which the theorem does not cover formally (the
+    running mean varies less). Normality is assumed either way; the benchmark checks the rate empirically.
+    `c2` sets the effect size the width is tuned for (near 1 / sqrt(c2)); `n0` (>= 2) is the first round screened.
     """
 
     def __init__(self, n_timesteps: int = 500, delta: float = 0.0, alpha: float = 0.05, n0: int = 2, seed: int = 0,
@@ -268,16 +228,14 @@ class AnytimeElimination(_Sequential):
             if proposal.shape != (self.n_timesteps,) or not bool((torch.isfinite(proposal) & (proposal > 0)).all()):
                 raise ValueError(f"proposal must hold one positive, finite probability per grid point "
                                  f"({self.n_timesteps},), got shape {tuple(proposal.shape)}: a point of probability 0 "
-                                 "would never be drawn and the estimate would be biased; mix in the uniform "
-                                 "distribution (zero_shot_proposal(..., mix=0.1)).")
+                                 "is never drawn, which biases the estimate; use zero_shot_proposal(..., mix=0.1).")
             proposal = proposal / proposal.sum()
         self.proposal = proposal
 
     @classmethod
     def zero_shot(cls, errors: torch.Tensor, weights: torch.Tensor | None = None, kappa: float = 3.0,
                   mix: float = 0.1, **kwargs):
-        """The procedure with `delta` from `zero_shot_delta` and the importance-sampling `proposal` from
-        `zero_shot_proposal` (uniform share `mix`), both on the exhaustive errors (N, S, C) of unlabelled images."""
+        """`delta` from `zero_shot_delta`, `proposal` from `zero_shot_proposal`, on unlabelled images' errors."""
         kwargs.setdefault("proposal", zero_shot_proposal(errors, weights, mix))
         return super().zero_shot(errors, weights, kappa, **kwargs)
 
@@ -289,11 +247,10 @@ class AnytimeElimination(_Sequential):
 
 
 def t_mixture_half_width(var: torch.Tensor, n: int, alpha: float, c2: float) -> torch.Tensor:
-    """Half-width of Lai's (1976) two-sided confidence sequence for a normal mean with unknown variance, after n
-    i.i.d. draws with sample variance `var`: the set of mu where the mixture martingale
-    M_n = sqrt(c2 / (n + c2)) (sum y^2 / (sum y^2 - (sum y)^2 / (n + c2)))^(n / 2), y = x - mu, is below 1 / alpha.
-    Solving for mu: mean +- sqrt(var B (n - 1) / (n (n - B))), B = (n + c2)(1 - (alpha^2 c2 / (n + c2))^(1 / n));
-    infinite while n <= B (too few draws to exclude anything at this level)."""
+    """Half-width of Lai's (1976) two-sided confidence sequence for a normal mean of unknown variance after n i.i.d.
+    draws of sample variance `var`: the mu where the mixture martingale M_n = sqrt(c2 / (n + c2)) (sum y^2 /
+    (sum y^2 - (sum y)^2 / (n + c2)))^(n / 2), y = x - mu, is below 1 / alpha, i.e. mean +- sqrt(var B (n - 1) /
+    (n (n - B))), B = (n + c2)(1 - (alpha^2 c2 / (n + c2))^(1 / n)); infinite while n <= B."""
     b = (n + c2) * -math.expm1(math.log(alpha**2 * c2 / (n + c2)) / n)
     if n <= b:
         return torch.full_like(var, float("inf"))
@@ -301,16 +258,14 @@ def t_mixture_half_width(var: torch.Tensor, n: int, alpha: float, c2: float) -> 
 
 
 class _AnytimeState(_SequentialState):
-    """Running sums per class (sum, sum of squares) and, for the current leader L of each sample, sum e_i e_L: the
-    sample variance of every pair (i, L) at O(C) memory. When a sample's leader changes, its cross sums are
-    recomputed from the errors of its earlier rounds (alive classes were evaluated at every one)."""
+    """Per class sum and sum of squares and, with each sample's leader L, sum e_i e_L: every pair's (i, L) variance at
+    O(C) memory; when L moves, the cross sums are rebuilt from the earlier rounds (alive classes have them all)."""
 
     def __init__(self, s: AnytimeElimination, n_samples: int, n_classes: int, weights: torch.Tensor) -> None:
         super().__init__(s, n_samples, n_classes, weights)
         if s.proposal is not None:  # i.i.d. draws from the proposal, each weighted by 1 / (S q_j)
             g = torch.Generator().manual_seed(s.seed)
-            self.order = torch.multinomial(s.proposal.expand(n_samples, -1), s.n_timesteps, replacement=True,
-                                           generator=g)
+            self.order = torch.multinomial(s.proposal.expand(n_samples, -1), s.n_timesteps, True, generator=g)
             self.weights = self.weights / (s.n_timesteps * s.proposal)
         self.completed = False  # the survivors of S rounds were sent to be scored on the whole grid
         self.squares = torch.zeros(n_samples, n_classes, dtype=torch.float64)
@@ -327,12 +282,10 @@ class _AnytimeState(_SequentialState):
     def next(self, errors: torch.Tensor) -> Request | None:
         if self.completed:
             return None
-        request = super().next(errors)
-        if request is None and self.s.proposal is not None and self.round == self.s.n_timesteps:
-            racing = self.alive.sum(1) > 1  # S draws with replacement need not cover the grid: finish it exactly
-            if bool(racing.any()):
-                self.completed = True
-                return racing[:, None].expand(-1, errors.shape[1]).clone(), self.alive & racing[:, None]
+        request, racing = super().next(errors), self.alive.sum(1) > 1
+        if request is None and self.s.proposal is not None and self.round == self.s.n_timesteps and racing.any():
+            self.completed = True  # S draws with replacement need not cover the grid: the survivors finish it exactly
+            return racing[:, None].expand(-1, errors.shape[1]).clone(), self.alive & racing[:, None]
         return request
 
     def _screen(self, idx: torch.Tensor) -> None:
