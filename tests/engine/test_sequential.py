@@ -44,6 +44,46 @@ def test_t_mixture_confidence_sequence_holds_its_level_whatever_the_variance(sig
     assert t_mixture_half_width(v, 200, 0.05, 2.0) < t_mixture_half_width(v, 50, 0.05, 2.0)
 
 
+def invariant_mixture(y: torch.Tensor, c2: float, half: str = "both") -> float:
+    """Lai's mixture computed from its definition, by quadrature: the likelihood ratio of the scale-invariant
+    statistic u = y / |y| under effect size theta (density prop. to exp(-n theta^2 / 2) int s^(n-1) exp(-s^2 / 2 +
+    s theta sum u) ds), averaged over theta ~ N(0, 1 / c2), or over its negative half (renormalised)."""
+    n, b = len(y), float(y.sum() / y.norm())
+    s = torch.linspace(1e-6, 60, 6001, dtype=torch.float64)
+    theta = torch.linspace(-12, 12, 1200, dtype=torch.float64)  # no point at 0: two mirror halves
+
+    def log_density(t: torch.Tensor) -> torch.Tensor:
+        return -n * t**2 / 2 + torch.logsumexp((n - 1) * s.log() - s**2 / 2 + s * t[:, None] * b, 1)
+
+    ratio = (log_density(theta) - log_density(torch.zeros(1))).exp()
+    prior = (c2 / (2 * torch.pi)) ** 0.5 * (-c2 * theta**2 / 2).exp() * (theta[1] - theta[0])
+    keep = theta < 0 if half == "negative" else torch.ones_like(theta, dtype=torch.bool)
+    return float((ratio * prior)[keep].sum() / prior[keep].sum())
+
+
+def test_one_sided_bound_is_the_positive_half_of_lais_mixture():
+    """The closed form of t_mixture_half_width's martingale is the mixture of invariant likelihood ratios (checked by
+    quadrature); its negative half stays <= 1 while the mean exceeds mu0, so M >= (1/a + 1) / 2 implies M+ >= 1/a; and
+    the lower end of the sequence at level 2a / (1 + a) misses from below with probability at most a, not far less."""
+    g = torch.Generator().manual_seed(1)
+    for n, shift, c2 in [(5, 0.4, 2.0), (12, 0.3, 2.0), (20, 0.8, 1.0), (30, -0.5, 0.5)]:
+        y = torch.randn(n, generator=g, dtype=torch.float64) + shift
+        closed = (c2 / (n + c2)) ** 0.5 * (y.pow(2).sum() / (y.pow(2).sum() - y.sum() ** 2 / (n + c2))) ** (n / 2)
+        assert invariant_mixture(y, c2) == pytest.approx(float(closed), rel=1e-6)
+        negative, positive = invariant_mixture(y, c2, "negative"), invariant_mixture(-y, c2, "negative")  # M-, M+
+        assert (positive + negative) / 2 == pytest.approx(float(closed), rel=1e-6)
+        wrong_side, right_side = (negative, positive) if y.mean() > 0 else (positive, negative)
+        assert wrong_side <= 1 + 1e-9 and right_side > wrong_side, (n, shift, negative, positive)
+    x = torch.randn(4000, 500, generator=torch.Generator().manual_seed(2), dtype=torch.float64) + 3.0
+    n = torch.arange(1, 501, dtype=torch.float64)
+    mean = x.cumsum(1) / n
+    var = ((x**2).cumsum(1) - n * mean**2) / (n - 1).clamp(min=1)
+    for a in (0.05, 0.2):
+        half = torch.stack([t_mixture_half_width(var[:, r - 1], r, 2 * a / (1 + a), 2.0) for r in range(2, 501)], 1)
+        above = (mean[:, 1:] - half > 3.0).any(1).double().mean().item()
+        assert a / 3 < above <= a, (a, above)
+
+
 def test_kn_constant_is_kim_and_nelsons_eta():
     eta = ((2 * 0.05 / 9) ** (-2 / 19) - 1) / 2  # Kim & Nelson 2001, eq. 1: k = 10, n0 = 20, alpha = 0.05
     assert kn_constant(0.05, 10, 20) == pytest.approx(2 * eta * 19)

@@ -1,8 +1,7 @@
-"""Selection with a stated guarantee, for the class of least mean error over the grid: Kim & Nelson's fully
-sequential indifference-zone procedure (`KimNelson`) and elimination by anytime-valid confidence sequences
-(`AnytimeElimination`). Both see the errors as a simulation with common random numbers: each round evaluates one
-more grid point, the same (t, eps) for every class still alive, and what matters is the variance of each *paired
-difference*. The grid is visited in a random order without replacement, or drawn by importance sampling.
+"""Selection with a stated guarantee of the class of least mean error over the grid: Kim & Nelson's procedure KN
+(`KimNelson`) and elimination by anytime-valid confidence sequences (`AnytimeElimination`). Both see the errors as a
+simulation with common random numbers: each round evaluates one more grid point (visited in a random order, or drawn
+by importance sampling), the same (t, eps) for every class alive; what matters is the variance of *paired differences*.
 """
 from __future__ import annotations
 
@@ -50,11 +49,10 @@ def zero_shot_delta(errors: torch.Tensor, weights: torch.Tensor | None = None, k
 
 def zero_shot_proposal(errors: torch.Tensor, weights: torch.Tensor | None = None, mix: float = 0.1) -> torch.Tensor:
     """Importance-sampling probabilities q (S,) over the grid from the exhaustive errors (N, S, C) of a few
-    *unlabelled* images: q_j proportional to the root mean square, over images and classes, of the paired
-    difference d_j = w_j (e_j,c - e_j,b) against each image's own best class b, which minimises the average second
-    moment sum_j a_j / q_j (a_j = mean d_j^2) of a round weighted by 1 / (S q_j); mixed with the uniform
-    distribution in proportion `mix` (defensive importance sampling, Hesterberg 1995, Technometrics 37(2)), so no
-    draw is weighted by more than 1 / mix."""
+    *unlabelled* images: q_j proportional to the root mean square a_j^(1/2), over images and classes, of the paired
+    difference d_j = w_j (e_j,c - e_j,b) against each image's own best class b, which minimises the mean second
+    moment sum_j a_j / q_j of a round weighted by 1 / (S q_j); mixed with the uniform in proportion `mix` (defensive
+    importance sampling, Hesterberg 1995, Technometrics 37(2)): no draw is weighted by more than 1 / mix."""
     if not 0 < mix <= 1:
         raise ValueError(f"mix must lie in (0, 1] (the uniform share that bounds the weights by 1 / mix), got {mix}.")
     e = _unlabelled(errors, weights, "zero_shot_proposal")
@@ -90,7 +88,6 @@ class _Sequential:
         if n_trials != 1:
             raise ValueError(f"{type(self).__name__} takes one noise draw per timestep (n_trials = 1), got {n_trials}.")
         return self._state(self, n_samples, n_classes, weights)
-
 
 
 class _SequentialState:
@@ -133,10 +130,9 @@ class KimNelson(_Sequential):
     (h^2 S_il^2 / delta^2 - r)) for one of the `compare` alive classes l of least mean (fewer rivals only drop
     fewer), S_il^2 the variance of the paired differences over the first n0 rounds, h^2 = `kn_constant`.
     The theorem: for i.i.d. normal differences (any variances and correlations), if the best class's mean is at least
-    `delta` below every other's, it is chosen with probability >= 1 - `alpha`. Here the mean is over a finite grid
-    sampled without replacement (its running mean varies less than KN assumes) and the errors are not normal; when
-    several classes lie within `delta`, the question asked is whether the choice is within `delta` of the best. Both
-    are checked empirically where the truth is known (the pruning benchmark and its unit test), not assumed.
+    `delta` below every other's, it is chosen with probability >= 1 - `alpha`. Here the grid is sampled without
+    replacement and the errors are not normal; with several classes within `delta`, the question asked is whether the
+    choice is within `delta` of the best: checked where the truth is known (the benchmark, its unit test).
     """
 
     def __init__(self, n_timesteps: int = 500, delta: float = 1e-3, alpha: float = 0.05, n0: int = 20, seed: int = 0,
@@ -199,22 +195,25 @@ class AnytimeElimination(_Sequential):
     """Elimination by anytime-valid confidence sequences, with a stated guarantee of *good* selection: with
     probability at least 1 - `alpha` the chosen class's grid mean is within `delta` of the least one (delta = 0:
     it is exhaustive scoring's choice), whatever the gaps, when the paired differences are i.i.d. normal with any
-    (unknown) variances. The proof, from three published pieces:
-    - per pair (i, l), a two-sided confidence sequence for mu_i - mu_l at level alpha / (k - 1) with no known
-      variance: Lai's scale-invariant likelihood ratio (1976, "On confidence sequences", Ann. Statist. 4(2)) with a
-      normal mixture over effect sizes mu / sigma ~ N(0, 1 / c2) is a test martingale (Wang & Ramdas 2023,
-      arXiv:2310.03722), so by Ville's inequality it holds at every round at once (`t_mixture_half_width`); a union
-      bound over the k - 1 rivals of the best class b makes every statement about a pair (b, l) true at once;
+    (unknown) variances. The proof, from published pieces:
+    - per pair (i, l), a lower confidence sequence for mu_i - mu_l at level a = alpha / (k - 1), variance unknown:
+      Lai's scale-invariant likelihood ratio (1976, "On confidence sequences", Ann. Statist. 4(2)) mixed over
+      effect sizes theta = mu / sigma ~ N(0, 1 / c2) is a test martingale M (Wang & Ramdas 2023, arXiv:2310.03722),
+      and so is its half M+ over theta > 0. M = (M+ + M-) / 2 and M- <= 1 while the mean exceeds mu0 (the invariant
+      likelihood is log-concave in theta, by Brascamp-Lieb), so there M >= (1 / a + 1) / 2 gives M+ >= 1 / a: by
+      Ville's inequality the lower end of the two-sided sequence at level 2a / (1 + a) (`t_mixture_half_width`)
+      holds at every round at once with probability 1 - a; a union bound over the k - 1 rivals of the best class b
+      makes every lower bound on mu_b - mu_l true at once;
     - i leaves only when LCB(mu_i - mu_leader) > 0, so on that event b never leaves, whichever class leads;
-    - an early stop needs UCB(mu_leader - mu_i) < delta for every alive i, b included, so no chain of drops within
-      delta adds up; otherwise after S rounds the survivors' grid means decide, exactly.
+    - an early stop needs LCB(mu_i - mu_leader) > -delta for every alive i, b included, so no chain of drops
+      within delta adds up; otherwise after S rounds the survivors' grid means decide, exactly.
     `proposal` (S,), positive: importance sampling. Each round draws grid point j with probability q_j,
     independently (a point drawn again costs no evaluation), weighted by 1 / (S q_j): every round is an unbiased,
     i.i.d. draw of each class's grid mean, as the theorem asks, and a proposal where the classes differ most makes
-    the differences vary less (`zero_shot` fits it to unlabelled images, `zero_shot_proposal`). Without one, each
-    sample visits the grid in a random order without replacement, which the theorem does not cover formally (the
-    running mean varies less). Normality is assumed either way; the benchmark checks the rate empirically.
-    `c2` sets the effect size the width is tuned for (near 1 / sqrt(c2)); `n0` (>= 2) is the first round screened.
+    the differences vary less (`zero_shot_proposal`, fitted to unlabelled images). Without one, each sample visits
+    the grid in a random order without replacement, which the theorem does not cover formally. Normality is
+    assumed either way; the benchmark checks the rate empirically. `c2` tunes the width for effect sizes near
+    1 / sqrt(c2); `n0` (>= 2) is the first round screened.
     """
 
     def __init__(self, n_timesteps: int = 500, delta: float = 0.0, alpha: float = 0.05, n0: int = 2, seed: int = 0,
@@ -236,7 +235,8 @@ class AnytimeElimination(_Sequential):
     def zero_shot(cls, errors: torch.Tensor, weights: torch.Tensor | None = None, kappa: float = 3.0,
                   mix: float = 0.1, **kwargs):
         """`delta` from `zero_shot_delta`, `proposal` from `zero_shot_proposal`, on unlabelled images' errors."""
-        kwargs.setdefault("proposal", zero_shot_proposal(errors, weights, mix))
+        if "proposal" not in kwargs:
+            kwargs["proposal"] = zero_shot_proposal(errors, weights, mix)
         return super().zero_shot(errors, weights, kappa, **kwargs)
 
     def __repr__(self) -> str:
@@ -258,8 +258,7 @@ def t_mixture_half_width(var: torch.Tensor, n: int, alpha: float, c2: float) -> 
 
 
 class _AnytimeState(_SequentialState):
-    """Per class sum and sum of squares and, with each sample's leader L, sum e_i e_L: every pair's (i, L) variance at
-    O(C) memory; when L moves, the cross sums are rebuilt from the earlier rounds (alive classes have them all)."""
+    """Per class sums of e, e^2 and, with each sample's leader L, e_i e_L (rebuilt when L moves): O(C) memory."""
 
     def __init__(self, s: AnytimeElimination, n_samples: int, n_classes: int, weights: torch.Tensor) -> None:
         super().__init__(s, n_samples, n_classes, weights)
@@ -302,7 +301,8 @@ class _AnytimeState(_SequentialState):
         d = sums - sums.gather(1, leader[:, None])  # sum of the paired differences e_i - e_leader
         dd = squares + squares.gather(1, leader[:, None]) - 2 * self.cross[idx]  # sum of their squares
         var = ((dd - d**2 / r) / (r - 1)).clamp(min=0)  # (n, C) sample variance of each pair (i, leader)
-        half = t_mixture_half_width(var, r, self.s.alpha / max(self.k - 1, 1), self.s.c2)
+        a = self.s.alpha / max(self.k - 1, 1)  # only lower bounds are used: the one-sided level (class docstring)
+        half = t_mixture_half_width(var, r, 2 * a / (1 + a), self.s.c2)
         gap = d / r  # mean_i - mean_leader
         alive = alive & ~(gap - half > 0)
         done = ((half - gap < self.s.delta) | ~alive).scatter(1, leader[:, None], True).all(1)
