@@ -64,7 +64,7 @@ def invariant_mixture(y: torch.Tensor, c2: float, half: str = "both") -> float:
 def test_one_sided_bound_is_the_positive_half_of_lais_mixture():
     """The closed form of t_mixture_half_width's martingale is the mixture of invariant likelihood ratios (checked by
     quadrature); its negative half stays <= 1 while the mean exceeds mu0, so M >= (1/a + 1) / 2 implies M+ >= 1/a; and
-    the lower end of the sequence at level 2a / (1 + a) misses from below with probability at most a, not far less."""
+    the lower end of the one-sided sequence misses from below with probability at most a, not far less."""
     g = torch.Generator().manual_seed(1)
     for n, shift, c2 in [(5, 0.4, 2.0), (12, 0.3, 2.0), (20, 0.8, 1.0), (30, -0.5, 0.5)]:
         y = torch.randn(n, generator=g, dtype=torch.float64) + shift
@@ -79,7 +79,7 @@ def test_one_sided_bound_is_the_positive_half_of_lais_mixture():
     mean = x.cumsum(1) / n
     var = ((x**2).cumsum(1) - n * mean**2) / (n - 1).clamp(min=1)
     for a in (0.05, 0.2):
-        half = torch.stack([t_mixture_half_width(var[:, r - 1], r, 2 * a / (1 + a), 2.0) for r in range(2, 501)], 1)
+        half = torch.stack([t_mixture_half_width(var[:, r - 1], r, a, 2.0, one_sided=True) for r in range(2, 501)], 1)
         above = (mean[:, 1:] - half > 3.0).any(1).double().mean().item()
         assert a / 3 < above <= a, (a, above)
 

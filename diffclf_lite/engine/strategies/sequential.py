@@ -211,10 +211,9 @@ class AnytimeElimination(_Sequential):
     independently (a point drawn again costs no evaluation), weighted by 1 / (S q_j): every round is an unbiased,
     i.i.d. draw of each class's grid mean, as the theorem asks, and a proposal where the classes differ most makes
     the differences vary less (`zero_shot_proposal`, fitted to unlabelled images). Without one, each sample visits
-    the grid in a random order without replacement, which the theorem does not cover formally. Normality is
-    assumed either way; the benchmark checks the rate empirically. `c2` tunes the width for effect sizes near
-    1 / sqrt(c2); `n0` (>= 2) is the first round screened.
-    """
+    the grid in a random order without replacement, which the theorem does not cover formally. Normality is assumed
+    either way (the benchmark checks the rate). `c2` tunes the width for effect sizes near 1 / sqrt(c2); `n0` (>= 2)
+    is the first round screened."""
 
     def __init__(self, n_timesteps: int = 500, delta: float = 0.0, alpha: float = 0.05, n0: int = 2, seed: int = 0,
                  c2: float = 2.0, proposal: torch.Tensor | None = None) -> None:
@@ -246,11 +245,13 @@ class AnytimeElimination(_Sequential):
                 f"n0={self.n0}, seed={self.seed}, c2={self.c2}, sampling={sampling})")
 
 
-def t_mixture_half_width(var: torch.Tensor, n: int, alpha: float, c2: float) -> torch.Tensor:
+def t_mixture_half_width(var: torch.Tensor, n: int, alpha: float, c2: float, one_sided: bool = False):
     """Half-width of Lai's (1976) two-sided confidence sequence for a normal mean of unknown variance after n i.i.d.
     draws of sample variance `var`: the mu where the mixture martingale M_n = sqrt(c2 / (n + c2)) (sum y^2 /
     (sum y^2 - (sum y)^2 / (n + c2)))^(n / 2), y = x - mu, is below 1 / alpha, i.e. mean +- sqrt(var B (n - 1) /
-    (n (n - B))), B = (n + c2)(1 - (alpha^2 c2 / (n + c2))^(1 / n)); infinite while n <= B."""
+    (n (n - B))), B = (n + c2)(1 - (alpha^2 c2 / (n + c2))^(1 / n)); infinite while n <= B. `one_sided`: the width
+    whose lower end alone holds at level alpha, the two-sided one at 2 alpha / (1 + alpha) (AnytimeElimination)."""
+    alpha = 2 * alpha / (1 + alpha) if one_sided else alpha
     b = (n + c2) * -math.expm1(math.log(alpha**2 * c2 / (n + c2)) / n)
     if n <= b:
         return torch.full_like(var, float("inf"))
@@ -301,8 +302,7 @@ class _AnytimeState(_SequentialState):
         d = sums - sums.gather(1, leader[:, None])  # sum of the paired differences e_i - e_leader
         dd = squares + squares.gather(1, leader[:, None]) - 2 * self.cross[idx]  # sum of their squares
         var = ((dd - d**2 / r) / (r - 1)).clamp(min=0)  # (n, C) sample variance of each pair (i, leader)
-        a = self.s.alpha / max(self.k - 1, 1)  # only lower bounds are used: the one-sided level (class docstring)
-        half = t_mixture_half_width(var, r, 2 * a / (1 + a), self.s.c2)
+        half = t_mixture_half_width(var, r, self.s.alpha / max(self.k - 1, 1), self.s.c2, one_sided=True)
         gap = d / r  # mean_i - mean_leader
         alive = alive & ~(gap - half > 0)
         done = ((half - gap < self.s.delta) | ~alive).scatter(1, leader[:, None], True).all(1)
