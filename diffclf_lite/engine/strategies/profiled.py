@@ -71,17 +71,12 @@ class ProfiledRacing(SuccessiveElimination):
     exhaustive evaluation computes, each visited entry standing for the grid entries nearest to it, and (3) takes
     its variance from local (successive) differences, with each visited entry known exactly: as the visited entries
     fill the informative part of the grid, the uncertainty about the exhaustive decision goes to zero.
-
-    (4) `indifference` delta (in units of the mean error, default 0) stops racing a rival once it is confidently
-    no more than delta *better* than the leader (the indifference zone of ranking and selection): the test asks
-    whether the grid mean difference exceeds -delta instead of 0. Near ties, which would otherwise race through the
-    whole grid, end early, and the class chosen is within delta of exhaustive evaluation's choice (with the test's
-    confidence, drop by drop). `calibrated` sets delta to `tolerance` times the temperature fitted on labelled
-    calibration images: picking a class within delta of the best one then costs at most tanh(tolerance / 2) of
-    expected accuracy on that image, as the model's calibrated probabilities see it.
-
-    Without a profile the order is stratified (uniform density). Measure a profile with `timestep_profile` on the
-    exhaustive errors of a few calibration images, never on the test images (or let `calibrated` do both).
+    (4) `indifference` delta (in units of the mean error, default 0) stops racing a rival once it is confidently no
+    more than delta *better* than the leader: near ties end early, within delta of exhaustive evaluation's choice
+    (with the test's confidence, drop by drop). `calibrated` sets delta to `tolerance` times the temperature fitted
+    on labelled calibration images, so a pick within delta costs at most tanh(tolerance / 2) of expected accuracy
+    on that image, in the model's calibrated probabilities. Without a profile the order is stratified. Measure one
+    with `timestep_profile` on a few calibration images, never on the test images (or let `calibrated` do both).
     """
 
     def __init__(self, n_timesteps: int = 1000, profile: torch.Tensor | None = None, floor: float = 0.1,

@@ -114,7 +114,7 @@ class _SequentialState:
         if self.round >= self.s.n0 and bool(racing.any()):
             self._screen(racing.nonzero().flatten())
             racing = self.alive.sum(1) > 1
-        if self.round == self.s.n_timesteps or not bool(racing.any()):
+        if self.round == self.order.shape[1] or not bool(racing.any()):
             return None
         rows = torch.zeros(errors.shape[:2], dtype=torch.bool)
         i = racing.nonzero().flatten()
@@ -204,23 +204,27 @@ class AnytimeElimination(_Sequential):
       Ville's inequality the lower end of the two-sided sequence at level 2a / (1 + a) (`t_mixture_half_width`)
       holds at every round at once with probability 1 - a; a union bound over the k - 1 rivals of the best class b
       makes every lower bound on mu_b - mu_l true at once;
-    - i leaves only when LCB(mu_i - mu_leader) > 0, so on that event b never leaves, whichever class leads;
+    - i leaves only when LCB(mu_i - mu_l) > 0 for one of the `compare` alive classes l of least mean, so on that
+      event b never leaves, whichever classes lead;
     - an early stop needs LCB(mu_i - mu_leader) > -delta for every alive i, b included, so no chain of drops
-      within delta adds up; otherwise after S rounds the survivors' grid means decide, exactly.
+      within delta adds up; otherwise the survivors' grid means decide, exactly, once they are scored on all of it.
     `proposal` (S,), positive: importance sampling. Each round draws grid point j with probability q_j,
     independently (a point drawn again costs no evaluation), weighted by 1 / (S q_j): every round is an unbiased,
     i.i.d. draw of each class's grid mean, as the theorem asks, and a proposal where the classes differ most makes
-    the differences vary less (`zero_shot_proposal`, fitted to unlabelled images). Without one, each sample visits
-    the grid in a random order without replacement, which the theorem does not cover formally. Normality is assumed
-    either way (the benchmark checks the rate). `c2` tunes the width for effect sizes near 1 / sqrt(c2); `n0` (>= 2)
-    is the first round screened."""
+    the differences vary less (`zero_shot_proposal`, fitted to unlabelled images). The sequences hold at every
+    round, so draws go on past S rounds (repeats are free) up to 4S; the survivors then finish the grid. Without a
+    proposal each sample visits the grid in a random order without replacement, which the theorem does not cover
+    formally. Normality is assumed either way (the benchmark checks the rate). `c2` tunes the width for effect
+    sizes near 1 / sqrt(c2); `n0` (>= 2) is the first round screened; `compare` (>= 1) the leading classes that
+    each class is tested against."""
 
     def __init__(self, n_timesteps: int = 500, delta: float = 0.0, alpha: float = 0.05, n0: int = 2, seed: int = 0,
-                 c2: float = 2.0, proposal: torch.Tensor | None = None) -> None:
+                 c2: float = 2.0, proposal: torch.Tensor | None = None, compare: int = 3) -> None:
         super().__init__(n_timesteps, delta, alpha, n0, seed)
-        if not c2 > 0:
-            raise ValueError(f"c2 must be > 0 (the precision of the mixture over effect sizes mu / sigma), got {c2}.")
-        self.c2 = float(c2)
+        if not c2 > 0 or int(compare) < 1:
+            raise ValueError(f"need c2 > 0 (the precision of the mixture over effect sizes mu / sigma), got {c2}, and "
+                             f"compare >= 1 (leading classes each class is tested against), got {compare}.")
+        self.c2, self.compare = float(c2), int(compare)
         if proposal is not None:
             proposal = torch.as_tensor(proposal, dtype=torch.float64)
             if proposal.shape != (self.n_timesteps,) or not bool((torch.isfinite(proposal) & (proposal > 0)).all()):
@@ -242,7 +246,7 @@ class AnytimeElimination(_Sequential):
         q = self.proposal
         sampling = "uniform" if q is None else f"importance, max/min {float(q.max() / q.min()):.3g}"
         return (f"AnytimeElimination(n_timesteps={self.n_timesteps}, delta={self.delta:.3g}, alpha={self.alpha}, "
-                f"n0={self.n0}, seed={self.seed}, c2={self.c2}, sampling={sampling})")
+                f"n0={self.n0}, seed={self.seed}, c2={self.c2}, compare={self.compare}, sampling={sampling})")
 
 
 def t_mixture_half_width(var: torch.Tensor, n: int, alpha: float, c2: float, one_sided: bool = False):
@@ -259,55 +263,56 @@ def t_mixture_half_width(var: torch.Tensor, n: int, alpha: float, c2: float, one
 
 
 class _AnytimeState(_SequentialState):
-    """Per class sums of e, e^2 and, with each sample's leader L, e_i e_L (rebuilt when L moves): O(C) memory."""
+    """Per class sums of e, e^2 and, with each of the m leading classes l, e_i e_l (rebuilt when they change): O(Cm)."""
 
     def __init__(self, s: AnytimeElimination, n_samples: int, n_classes: int, weights: torch.Tensor) -> None:
         super().__init__(s, n_samples, n_classes, weights)
         if s.proposal is not None:  # i.i.d. draws from the proposal, each weighted by 1 / (S q_j)
             g = torch.Generator().manual_seed(s.seed)
-            self.order = torch.multinomial(s.proposal.expand(n_samples, -1), s.n_timesteps, True, generator=g)
+            self.order = torch.multinomial(s.proposal.expand(n_samples, -1), 4 * s.n_timesteps, True, generator=g)
             self.weights = self.weights / (s.n_timesteps * s.proposal)
         self.completed = False  # the survivors of S rounds were sent to be scored on the whole grid
         self.squares = torch.zeros(n_samples, n_classes, dtype=torch.float64)
-        self.cross = torch.zeros(n_samples, n_classes, dtype=torch.float64)  # sum over rounds of e_i e_leader
-        self.leader = torch.zeros(n_samples, dtype=torch.long)
+        self.rivals = torch.zeros(n_samples, min(s.compare, n_classes), dtype=torch.long)  # leading l, last screen
+        self.cross = torch.zeros(n_samples, n_classes, self.rivals.shape[1], dtype=torch.float64)  # sum of e_i e_l
 
     def _collect(self, errors: torch.Tensor) -> torch.Tensor:
         self.errors = errors  # a change of leader reads earlier rounds back from it
         e = super()._collect(errors)
         self.squares += e * e
-        self.cross += e * e.gather(1, self.leader[:, None])
+        self.cross += e[:, :, None] * e.gather(1, self.rivals)[:, None, :]
         return e
 
     def next(self, errors: torch.Tensor) -> Request | None:
         if self.completed:
             return None
         request, racing = super().next(errors), self.alive.sum(1) > 1
-        if request is None and self.s.proposal is not None and self.round == self.s.n_timesteps and racing.any():
-            self.completed = True  # S draws with replacement need not cover the grid: the survivors finish it exactly
+        if request is None and self.s.proposal is not None and self.round == self.order.shape[1] and racing.any():
+            self.completed = True  # 4S draws with replacement need not cover the grid: the survivors finish it exactly
             return racing[:, None].expand(-1, errors.shape[1]).clone(), self.alive & racing[:, None]
         return request
 
     def _screen(self, idx: torch.Tensor) -> None:
-        """Drop i if LCB(mu_i - mu_leader) > 0; stop at the leader once UCB(mu_leader - mu_i) < delta for all i."""
-        r, alive = self.round, self.alive[idx]
-        leader = (self.sums[idx] / r).masked_fill(~alive, float("inf")).argmin(1)  # (n,)
-        moved = leader != self.leader[idx]
-        if bool(moved.any()):  # recompute sum e_i e_leader over the rounds so far for the samples whose leader moved
+        """Drop i if LCB(mu_i - mu_l) > 0 for a leading l; stop at the leader once LCB(mu_i - mu_leader) > -delta."""
+        r, alive, C = self.round, self.alive[idx], self.k
+        lead = (self.sums[idx] / r).masked_fill(~alive, float("inf")).topk(self.rivals.shape[1], 1, largest=False)[1]
+        moved = (lead.sort(1).values != self.rivals[idx].sort(1).values).any(1)
+        if bool(moved.any()):  # recompute sum e_i e_l over the rounds so far for the samples whose leading set moved
             m, rounds = idx[moved], self.order[idx[moved], :r]  # (m,), (m, r)
             f = (self.errors[m[:, None], rounds] * self.weights[rounds][..., None]).nan_to_num(0.0)  # (m, r, C)
-            self.cross[m] = (f * f.gather(2, leader[moved][:, None, None].expand(-1, r, 1))).sum(1)
-            self.leader[m] = leader[moved]
-        sums, squares = self.sums[idx], self.squares[idx]
-        d = sums - sums.gather(1, leader[:, None])  # sum of the paired differences e_i - e_leader
-        dd = squares + squares.gather(1, leader[:, None]) - 2 * self.cross[idx]  # sum of their squares
-        var = ((dd - d**2 / r) / (r - 1)).clamp(min=0)  # (n, C) sample variance of each pair (i, leader)
-        half = t_mixture_half_width(var, r, self.s.alpha / max(self.k - 1, 1), self.s.c2, one_sided=True)
-        gap = d / r  # mean_i - mean_leader
-        alive = alive & ~(gap - half > 0)
-        done = ((half - gap < self.s.delta) | ~alive).scatter(1, leader[:, None], True).all(1)
+            self.cross[m] = torch.einsum("mrc,mrl->mcl", f, f.gather(2, lead[moved][:, None, :].expand(-1, r, -1)))
+            self.rivals[m] = lead[moved]
+        rivals, sums, squares = self.rivals[idx], self.sums[idx], self.squares[idx]
+        d = sums[:, :, None] - sums.gather(1, rivals)[:, None, :]  # (n, C, m) sums of the paired differences e_i - e_l
+        dd = squares[:, :, None] + squares.gather(1, rivals)[:, None, :] - 2 * self.cross[idx]  # of their squares
+        var = ((dd - d**2 / r) / (r - 1)).clamp(min=0)  # sample variance of each pair (i, l)
+        half = t_mixture_half_width(var, r, self.s.alpha / max(C - 1, 1), self.s.c2, one_sided=True)
+        gap = d / r  # mean_i - mean_l
+        alive = alive & ~((gap - half > 0) & alive.gather(1, rivals)[:, None, :]).any(2)
+        col = (rivals == lead[:, :1]).long().argmax(1)[:, None, None].expand(-1, C, 1)  # the leader's column
+        done = (((half - gap).gather(2, col)[..., 0] < self.s.delta) | ~alive).scatter(1, lead[:, :1], True).all(1)
         alive[done] = False
-        alive[done, leader[done]] = True
+        alive[done, lead[done, 0]] = True
         self.alive[idx] = alive
 
 
