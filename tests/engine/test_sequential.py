@@ -245,8 +245,9 @@ def test_draws_go_on_past_the_grid_size_and_never_cost_more_than_finishing_the_g
         while (request := state.next(seen)) is not None:
             pairs = request[0][:, :, None] & request[1][:, None, :]
             seen[pairs] = errors[pairs]
-        chosen = hard_mixture.mean_errors[30:].gather(1, state.alive.double().argmax(1, keepdim=True))[:, 0]
-        wrong = int((chosen > hard_mixture.mean_errors[30:].min(1).values + strategy.delta + 1e-12).sum())
+        grid_mean = hard_mixture.mean_errors[30:]  # survivors scored on the whole grid: the alive one of least mean
+        chosen = grid_mean.masked_fill(~state.alive, float("inf")).min(1).values
+        wrong = int((chosen > grid_mean.min(1).values + strategy.delta + 1e-12).sum())
         return (~seen.isnan()).flatten(1).sum(1), state.round, wrong
 
     long, rounds, wrong = run(False)

@@ -271,13 +271,13 @@ class _AnytimeState(_SequentialState):
             g = torch.Generator().manual_seed(s.seed)
             self.order = torch.multinomial(s.proposal.expand(n_samples, -1), 4 * s.n_timesteps, True, generator=g)
             self.weights = self.weights / (s.n_timesteps * s.proposal)
-        self.completed = False  # the survivors of S rounds were sent to be scored on the whole grid
+        self.completed = False  # the survivors of the last round were sent to be scored on the whole grid
         self.squares = torch.zeros(n_samples, n_classes, dtype=torch.float64)
         self.rivals = torch.zeros(n_samples, min(s.compare, n_classes), dtype=torch.long)  # leading l, last screen
         self.cross = torch.zeros(n_samples, n_classes, self.rivals.shape[1], dtype=torch.float64)  # sum of e_i e_l
 
     def _collect(self, errors: torch.Tensor) -> torch.Tensor:
-        self.errors = errors  # a change of leader reads earlier rounds back from it
+        self.errors = errors  # a change of the leading classes reads earlier rounds back from it
         e = super()._collect(errors)
         self.squares += e * e
         self.cross += e[:, :, None] * e.gather(1, self.rivals)[:, None, :]
