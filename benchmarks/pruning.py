@@ -11,10 +11,11 @@ timesteps other than the paper's, its shape scaled: (G/10, G) keep (5, 1)), Clar
 it (their weighting w_t = exp(-7t), 20 rounds, p < 2e-3, at most 2,000 rounds) and their test on uniform weights,
 our racing and profiled racing, Kim & Nelson's procedure KN, and elimination by confidence sequences (exact, and with
 a zero-shot indifference zone at several alpha), all on the same points and the same seeded (t, eps) plan. The
-confidence sequences visit the grid in a random order ("in order", exact selection and one zone row) or draw it by
-importance sampling ("drawn"; the zone rows without "in order") from a proposal fitted to unlabelled points
-(`zero_shot_proposal`). The
-exhaustive errors of every (image, timestep, class) are computed once and the other strategies are replayed on them
+confidence sequences' zone is KAPPA standard errors of exhaustive scoring's own estimate of each gap on each image
+(AnytimeElimination.zero_shot); "one zone" uses a single zone for all images instead, KAPPA standard errors of the
+gap on a typical unlabelled point (`zero_shot_delta`). They visit the grid in a random order ("in order", exact
+selection and one zone row) or draw it by importance sampling ("drawn"; the zone rows without "in order") from a
+proposal fitted to unlabelled points (`zero_shot_proposal`). The exhaustive errors of every (image, timestep, class) are computed once and the other strategies are replayed on them
 (`diffclf_lite.engine.scoring.replay`: the same decisions and NFE as a live run); with `--cache` they are saved chunk
 by chunk, so an interrupted run resumes where it stopped. Profiled racing's profile and temperature come from 30
 labelled calibration points (digits: three training digits per class; the miniature: one); KN's and the confidence
@@ -25,8 +26,9 @@ every class equally often, on the paper's 500-step grid (CIFAR-10's staged sched
 Reported: the accuracy change against exhaustive in whole images and points, on mixtures also the exact expected
 accuracy (the mean exact posterior probability of the class chosen: no label noise), NFE against the staged schedule,
 and the error rate: the fraction of images whose chosen class's grid mean (with the strategy's weighting) is not
-within delta of the least one, which exhaustive scoring on the same grid chooses, beside the nominal alpha.
-`--json PATH` writes one flat record per (problem, seed, strategy).
+within the strategy's zone of the least one, which exhaustive scoring on the same grid chooses, beside the nominal
+alpha; a zone of kappa standard errors is checked with the standard error computed exactly on the whole grid.
+`--json PATH` writes one flat record per (problem, seed, strategy); `--only` runs some strategies (for more seeds).
 """
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ import torch
 
 import diffclf_lite as dc
 from diffclf_lite.engine.scoring import replay
-from diffclf_lite.engine.strategies import ProfiledRacing, timestep_profile
+from diffclf_lite.engine.strategies import ProfiledRacing, timestep_profile, zero_shot_delta
 from diffclf_lite.runs.evaluate import _fingerprint
 from diffclf_lite.runs.records import atomic_write_bytes
 
@@ -60,12 +62,12 @@ DEFAULT_POINTS = {"gmm10": 10000, "gmm100": 500, "gmm1000": 200, "digits": 30, "
 
 def strategies(grid: int, schedule: str, calibration: torch.Tensor, labels: torch.Tensor,
                weights: torch.Tensor) -> dict[str, tuple]:
-    """The contenders on a grid of `grid` timesteps, each as (strategy, weighting, nominal alpha, indifference delta):
-    the weighting the strategy scores with (Clark & Jaini's own, else uniform), and the level at which it claims to
-    decide as exhaustive scoring would, or within delta of it (None for schedules that claim no level; for the
-    t-test eliminations their per-test p threshold, the only level they state). The paper's schedule is scaled to
-    the grid; profiled racing's profile and temperature come from labelled calibration points, Kim & Nelson's zone
-    from the same points without their labels."""
+    """The contenders on a grid of `grid` timesteps, each as (strategy, weighting, nominal alpha, delta, kappa): the
+    weighting the strategy scores with (Clark & Jaini's own, else uniform), and the level at which it claims to
+    decide as exhaustive scoring would, or within its zone max(delta, kappa standard errors of that gap) of it (None
+    for schedules that claim no level; for the t-test eliminations their per-test p threshold, the only level they
+    state). The paper's schedule is scaled to the grid; profiled racing's profile and temperature come from labelled
+    calibration points, Kim & Nelson's zone and the proposal from the same points without their labels."""
     n_samples, to_keep, _ = dc.PAPER_SCHEDULES[schedule]
     n_samples = [n * grid // max(n_samples) for n in n_samples]
     try:
@@ -73,28 +75,42 @@ def strategies(grid: int, schedule: str, calibration: torch.Tensor, labels: torc
     except ValueError as err:  # e.g. a barely trained model: nothing to fit a temperature on
         print(f"profiled racing with a zone left out: {err}")
         zone = None
-    out = {"exhaustive": (dc.Exhaustive(grid), "uniform", 0.0, 0.0),
-           f"staged ({schedule})": (dc.Staged(n_samples, to_keep), "uniform", None, 0.0),
+    out = {"exhaustive": (dc.Exhaustive(grid), "uniform", 0.0, 0.0, 0.0),
+           f"staged ({schedule})": (dc.Staged(n_samples, to_keep), "uniform", None, 0.0, 0.0),
            "Clark & Jaini (their w_t)": (dc.SuccessiveElimination(grid, max_rounds=min(2000, grid)), "clark_jaini",
-                                         2e-3, 0.0),
-           "successive elimination (C&J)": (dc.SuccessiveElimination(grid), "uniform", 2e-3, 0.0),
-           "racing (ours)": (dc.Racing(grid), "uniform", 2e-3, 0.0),
-           "profiled racing (ours)": (ProfiledRacing(grid, timestep_profile(calibration)), "uniform", 5e-4, 0.0),
+                                         2e-3, 0.0, 0.0),
+           "successive elimination (C&J)": (dc.SuccessiveElimination(grid), "uniform", 2e-3, 0.0, 0.0),
+           "racing (ours)": (dc.Racing(grid), "uniform", 2e-3, 0.0, 0.0),
+           "profiled racing (ours)": (ProfiledRacing(grid, timestep_profile(calibration)), "uniform", 5e-4, 0.0, 0.0),
            }
     if zone is not None:
-        out["profiled racing, zone (ours)"] = (zone, "uniform", 5e-4, zone.indifference)
+        out["profiled racing, zone (ours)"] = (zone, "uniform", 5e-4, zone.indifference, 0.0)
     kn = dc.KimNelson.zero_shot(calibration, weights, KAPPA, alpha=0.05)
-    out["Kim & Nelson, alpha 0.05"] = (kn, "uniform", 0.05, kn.delta)
-    out["confidence sequences, alpha 0.05"] = (dc.AnytimeElimination(grid, alpha=0.05), "uniform", 0.05, 0.0)
+    out["Kim & Nelson, alpha 0.05"] = (kn, "uniform", 0.05, kn.delta, 0.0)
+    out["confidence sequences, alpha 0.05"] = (dc.AnytimeElimination(grid, alpha=0.05), "uniform", 0.05, 0.0, 0.0)
     proposal = dc.zero_shot_proposal(calibration, weights)
     out["confidence sequences, drawn, alpha 0.05"] = (dc.AnytimeElimination(grid, alpha=0.05, proposal=proposal),
-                                                      "uniform", 0.05, 0.0)
+                                                      "uniform", 0.05, 0.0, 0.0)
     cs = dc.AnytimeElimination.zero_shot(calibration, weights, KAPPA, alpha=0.05, proposal=None)
-    out["confidence sequences, zone, in order, 0.05"] = (cs, "uniform", 0.05, cs.delta)
+    out["confidence sequences, zone, in order, 0.05"] = (cs, "uniform", 0.05, 0.0, KAPPA)
+    one = zero_shot_delta(calibration, weights, KAPPA)
+    out["confidence sequences, one zone, alpha 0.05"] = (dc.AnytimeElimination(grid, one, 0.05, proposal=proposal),
+                                                         "uniform", 0.05, one, 0.0)
     for alpha in ALPHAS:
         cs = dc.AnytimeElimination.zero_shot(calibration, weights, KAPPA, alpha=alpha)
-        out[f"confidence sequences, zone, alpha {alpha}"] = (cs, "uniform", alpha, cs.delta)
+        out[f"confidence sequences, zone, alpha {alpha}"] = (cs, "uniform", alpha, 0.0, KAPPA)
     return out
+
+
+def outside_zone(errors: torch.Tensor, weights: torch.Tensor, prediction: torch.Tensor, delta: float,
+                 kappa: float) -> torch.Tensor:
+    """(N,) bool: the chosen class's grid mean exceeds the least one (exhaustive scoring's choice) by more than the
+    zone max(delta, kappa s), s = sd over the grid of the weighted paired difference / sqrt(S), exact on the grid."""
+    S, w = errors.shape[1], (weights / weights.mean()).double()[None, :]
+    d = (errors.gather(2, prediction[:, None, None].expand(-1, S, 1))[..., 0] * w
+         - errors.gather(2, dc.weighted_mean(errors, weights).argmin(1)[:, None, None].expand(-1, S, 1))[..., 0] * w)
+    zone = (kappa * (d.var(1, correction=0) / S).sqrt()).clamp(min=delta)
+    return d.mean(1) > zone + 1e-12 * d.abs().mean(1)
 
 
 def exhaustive_errors(model, x: torch.Tensor, grid: int, seed: int, chunk: int, batch_size: int,
@@ -182,7 +198,7 @@ def ece(mean_errors: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def run_problem(name: str, points: int, seed: int, chunk: int, grid: int | None = None,
-                checkpoint: str | None = None, cache: Path | None = None) -> list[dict]:
+                checkpoint: str | None = None, cache: Path | None = None, only: list[str] | None = None) -> list[dict]:
     classes, _, default_grid, schedule = PROBLEMS[name]
     grid = grid or default_grid
     if name == "digits":
@@ -197,18 +213,19 @@ def run_problem(name: str, points: int, seed: int, chunk: int, grid: int | None 
     t = dc.timestep_grid(grid, len(model.alphas_cumprod))
     plan_weights = {"uniform": weights, "clark_jaini": dc.timestep_weights(model.alphas_cumprod, "clark_jaini")[t]}
     rows = []
-    for label, (strategy, weighting, alpha, delta) in strategies(grid, schedule, calibration, y_cal, weights).items():
+    contenders = strategies(grid, schedule, calibration, y_cal, weights)
+    for i, (label, (strategy, weighting, alpha, delta, kappa)) in enumerate(contenders.items()):
+        if only and i >= 2 and not any(part in label for part in only):  # exhaustive and staged: the baselines
+            continue
         w = plan_weights[weighting]
         r = replay(errors, strategy, w)
-        grid_mean = dc.weighted_mean(errors, w)  # what exhaustive scoring computes with the same weights: the truth
-        chosen, best = grid_mean.gather(1, r.prediction[:, None])[:, 0], grid_mean.min(1).values
-        wrong = int((chosen > best + delta + 1e-12 * best.abs()).sum())  # not within delta of exhaustive's choice
+        wrong = int(outside_zone(errors, w, r.prediction, delta, kappa).sum())  # exhaustive's choice: same weights
         nfe = r.nfe.double()
         exact = model.expected_accuracy(x, r.prediction) if name.startswith("gmm") else float("nan")
         rows.append({"problem": name, "seed": seed, "classes": classes, "grid": grid, "strategy": label, "points": len(y),
                      "correct": int((r.prediction == y).sum()), "accuracy": r.accuracy(y), "exact": exact,
                      "bayes": bayes, "nfe_mean": nfe.mean().item(), "nfe_p95": nfe.quantile(0.95).item(),
-                     "ece": ece(r.mean_errors, y), "alpha": alpha, "delta": delta, "wrong": wrong,
+                     "ece": ece(r.mean_errors, y), "alpha": alpha, "delta": delta, "kappa": kappa, "wrong": wrong,
                      "error_rate": wrong / len(y)})
     exhaustive, staged = rows[0], rows[1]
     for r in rows:
@@ -231,8 +248,9 @@ def records(rows: list[dict]) -> list[dict]:
     return [{"problem": r["problem"], "seed": r["seed"], "strategy": r["strategy"], "nfe_ratio": r["nfe_vs_staged"],
              "accuracy_change_images": r["delta_images"], "accuracy_change_points": r["delta_pts"],
              "exact_accuracy_change": clean(r["delta_exact"]), "alpha": r["alpha"], "delta": r["delta"],
-             "error_rate": r["error_rate"], "recommended": r["strategy"] == RECOMMENDED, "points": r["points"],
-             "grid": r["grid"], "classes": r["classes"], "nfe_mean": r["nfe_mean"], "accuracy": r["accuracy"]}
+             "kappa": r["kappa"], "error_rate": r["error_rate"], "recommended": r["strategy"] == RECOMMENDED,
+             "points": r["points"], "grid": r["grid"], "classes": r["classes"], "nfe_mean": r["nfe_mean"],
+             "accuracy": r["accuracy"]}
             for r in rows]
 
 
@@ -247,7 +265,8 @@ def report(rows: list[dict]) -> None:
         print(f"{r['problem']:9s} {r['seed']:4d} {r['grid']:5d} {r['strategy']:42s} {r['accuracy']:6.3f} "
               f"{r['delta_images']:+5d} {r['delta_pts']:+6.2f} {exact} {r['nfe_mean']:9.0f} "
               f"{r['nfe_vs_staged']:8.3f} {alpha} {r['error_rate']:8.4f}")
-    print("\nError rate beside the nominal level, pooled over seeds (images not within delta of exhaustive's choice):")
+    print("\nError rate beside the nominal level, pooled over seeds (images not within the zone of exhaustive's "
+          "choice):")
     for problem in dict.fromkeys(r["problem"] for r in rows):
         for label in dict.fromkeys(r["strategy"] for r in rows):
             mine = [r for r in rows if r["problem"] == problem and r["strategy"] == label and r["alpha"]]
@@ -281,6 +300,8 @@ def main(argv: list[str] | None = None) -> None:
                     "for miniature a folder holding sd/ (default: the book's miniature, cached)")
     ap.add_argument("--chunk", type=int, default=50, help="points classified together (memory: chunk x grid x classes)")
     ap.add_argument("--json", type=Path, default=None, help="write the flat records (one per problem, seed, strategy) here")
+    ap.add_argument("--only", action="append", default=None, help="part of a strategy name, repeatable: run only the "
+                    "strategies that contain one (and exhaustive and staged, the baselines), e.g. --only 'zone, alpha'")
     ap.add_argument("--cache", type=Path, default=None,
                     help="folder that keeps the exhaustive errors chunk by chunk, so a rerun or an interrupted run resumes")
     args = ap.parse_args(argv)
@@ -303,6 +324,9 @@ def main(argv: list[str] | None = None) -> None:
         if grid * min(n_samples) // max(n_samples) < 1:
             ap.error(f"--grid {grid} is too coarse for {name}'s staged schedule {n_samples}: its first stage would get "
                      f"no timestep; use --grid {-(-max(n_samples) // min(n_samples))} or more")
+    only = args.only
+    if only is not None and not all(v.strip() for v in only):
+        ap.error("--only needs a part of a strategy name, e.g. --only 'zone, alpha'")
     if args.cache is not None:
         args.cache = args.cache.expanduser()
         args.cache.mkdir(parents=True, exist_ok=True)
@@ -310,7 +334,7 @@ def main(argv: list[str] | None = None) -> None:
     for seed in seeds:
         for name in names:
             points = args.points or DEFAULT_POINTS[name]
-            rows += run_problem(name, points, seed, args.chunk, args.grid, args.checkpoint, args.cache)
+            rows += run_problem(name, points, seed, args.chunk, args.grid, args.checkpoint, args.cache, only)
     report(rows)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

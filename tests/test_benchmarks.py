@@ -4,6 +4,7 @@ import json
 import pathlib
 
 import pytest
+import torch
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -22,7 +23,8 @@ def test_pruning_benchmark_prints_every_strategy_and_writes_the_records(tmp_path
     labels = ("exhaustive", "staged (cifar10)", "Clark & Jaini (their w_t)", "successive elimination (C&J)",
               "racing (ours)", "profiled racing (ours)", "profiled racing, zone (ours)", "Kim & Nelson, alpha 0.05",
               "confidence sequences, alpha 0.05", "confidence sequences, drawn, alpha 0.05",
-              "confidence sequences, zone, in order, 0.05", "confidence sequences, zone, alpha 0.01",
+              "confidence sequences, zone, in order, 0.05", "confidence sequences, one zone, alpha 0.05",
+              "confidence sequences, zone, alpha 0.01",
               "confidence sequences, zone, alpha 0.05", "confidence sequences, zone, alpha 0.1")
     for label in labels:
         assert f"gmm10        0   500 {label:42s}" in out
@@ -39,6 +41,31 @@ def test_pruning_benchmark_prints_every_strategy_and_writes_the_records(tmp_path
     assert [r["strategy"] for r in records if r["recommended"]] == ["confidence sequences, zone, alpha 0.05"]
     assert records[1]["nfe_ratio"] == 1.0 and records[1]["alpha"] is None and records[0]["error_rate"] == 0.0
     assert load("pruning").within_half_point(-5, 1000) and not load("pruning").within_half_point(-6, 1000)
+    zones = [(r["delta"], r["kappa"]) for r in records if "zone" in r["strategy"] and "confidence" in r["strategy"]]
+    assert zones[1][0] > 0 == zones[1][1] and all(d == 0 and k == 3.0 for d, k in zones[:1] + zones[2:]), zones
+
+
+def test_pruning_benchmark_runs_only_the_strategies_asked_for(capsys):
+    """--only (repeatable) keeps the baselines and the strategies whose name contains one of its values."""
+    load("pruning").main(["--problems", "gmm10", "--points", "8", "--only", "zone, alpha", "--only", "Kim"])
+    shown = [line[21:63].strip() for line in capsys.readouterr().out.splitlines() if line.startswith("gmm10        0")]
+    assert shown == ["exhaustive", "staged (cifar10)", "Kim & Nelson, alpha 0.05",
+                     "confidence sequences, one zone, alpha 0.05", "confidence sequences, zone, alpha 0.01",
+                     "confidence sequences, zone, alpha 0.05", "confidence sequences, zone, alpha 0.1"]
+    with pytest.raises(SystemExit):
+        load("pruning").main(["--problems", "gmm10", "--points", "8", "--only", " "])
+    assert "--only needs a part of a strategy name" in capsys.readouterr().err
+
+
+def test_zone_check_uses_the_exact_standard_error_of_the_gap_on_the_grid():
+    """A chosen class 0.1 worse on average, its differences +-1 around that over 4 grid points (standard error of
+    the grid mean 1 / sqrt(4) = 0.5): inside a zone of 1 standard error or of delta 0.2, outside one of 0.15 s."""
+    errors = torch.zeros(1, 4, 2, dtype=torch.float64)
+    errors[0, :, 1] = 0.1 + torch.tensor([1.0, -1.0, 1.0, -1.0])
+    outside = load("pruning").outside_zone
+    chosen, w = torch.tensor([1]), torch.ones(4)
+    assert not outside(errors, w, chosen, 0.0, 1.0) and not outside(errors, w, chosen, 0.2, 0.0)
+    assert outside(errors, w, chosen, 0.0, 0.15) and not outside(errors, w, torch.tensor([0]), 0.0, 0.0)
 
 
 def test_pruning_benchmark_resumes_from_its_cache(tmp_path, capsys):

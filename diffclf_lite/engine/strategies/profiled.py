@@ -10,8 +10,8 @@ import warnings
 import torch
 
 from ..calibration import fit_temperature
-from .base import weighted_mean
 from .elimination import SuccessiveElimination, _EliminationState, _t_stat, grid_order
+from .sequential import _unlabelled
 
 __all__ = ["ProfiledRacing", "timestep_profile", "density_order"]
 
@@ -111,13 +111,9 @@ class ProfiledRacing(SuccessiveElimination):
         profile = timestep_profile(errors)  # checks the shape and NaN
         if not tolerance >= 0:
             raise ValueError(f"tolerance must be >= 0 (a multiple of the fitted temperature), got {tolerance}.")
-        weights = torch.ones(errors.shape[1], dtype=torch.float64) if weights is None else torch.as_tensor(weights)
-        if weights.shape != (errors.shape[1],) or not bool((weights > 0).all()):
-            raise ValueError(f"weights must be positive, one per plan entry ({errors.shape[1]}), got shape "
-                             f"{tuple(weights.shape)}.")
         with warnings.catch_warnings():  # perfectly separated calibration images: a tiny temperature is the answer
             warnings.filterwarnings("ignore", message="held-out samples are perfectly separated")
-            temperature = fit_temperature(weighted_mean(errors, weights), labels)
+            temperature = fit_temperature(_unlabelled(errors, weights, "calibrated").mean(1), labels)
         strategy = cls(errors.shape[1], profile, indifference=tolerance * temperature, **kwargs)
         strategy.temperature = temperature
         return strategy

@@ -35,9 +35,8 @@ def _unlabelled(errors: torch.Tensor, weights: torch.Tensor | None, who: str) ->
 
 
 def zero_shot_delta(errors: torch.Tensor, weights: torch.Tensor | None = None, kappa: float = 3.0) -> float:
-    """An indifference zone from the exhaustive errors (N, S, C) of a few *unlabelled* images: `kappa` standard
-    errors of exhaustive scoring's own estimate of the gap between its two best classes on a typical image (median
-    of sd(paired differences) / sqrt(S)), a gap the grid itself barely resolves (labels would give a temperature)."""
+    """An indifference zone from the exhaustive errors (N, S, C) of a few *unlabelled* images: `kappa` standard errors
+    (median sd(paired differences) / sqrt(S)) of exhaustive scoring's own gap between its two best classes."""
     if not kappa > 0:
         raise ValueError(f"kappa must be > 0 (standard errors of the exhaustive estimate), got {kappa}.")
     e = _unlabelled(errors, weights, "zero_shot")
@@ -72,10 +71,9 @@ class _Sequential:
         if not 2 <= int(n0) <= int(n_timesteps):
             raise ValueError(f"need 2 <= n0 ({n0}) <= n_timesteps ({n_timesteps}): the first stage estimates variances "
                              "from n0 rounds of one grid point each.")
-        if not 0 < alpha < 1:
-            raise ValueError(f"alpha must lie in (0, 1), got {alpha}.")
-        if not delta >= 0:
-            raise ValueError(f"delta must be >= 0 (the indifference zone, in units of the mean error), got {delta}.")
+        if not (0 < alpha < 1 and delta >= 0):
+            raise ValueError(f"need alpha in (0, 1), got {alpha}, and delta >= 0 (the indifference zone, in units of "
+                             f"the mean error), got {delta}.")
         self.n_timesteps, self.delta, self.alpha, self.n0 = int(n_timesteps), float(delta), float(alpha), int(n0)
         self.seed = int(seed)
 
@@ -124,16 +122,14 @@ class _SequentialState:
 
 
 class KimNelson(_Sequential):
-    """Procedure KN (Kim & Nelson 2001, "A fully sequential procedure for indifference-zone selection in
-    simulation", ACM TOMACS 11(3)) on the timestep grid, each sample in its own random order without replacement:
-    `n0` rounds first, then class i leaves when mean_i(r) - mean_l(r) > W_il(r) = max(0, delta / (2 r) *
-    (h^2 S_il^2 / delta^2 - r)) for one of the `compare` alive classes l of least mean (fewer rivals only drop
-    fewer), S_il^2 the variance of the paired differences over the first n0 rounds, h^2 = `kn_constant`.
-    The theorem: for i.i.d. normal differences (any variances and correlations), if the best class's mean is at least
-    `delta` below every other's, it is chosen with probability >= 1 - `alpha`. Here the grid is sampled without
-    replacement and the errors are not normal; with several classes within `delta`, the question asked is whether the
-    choice is within `delta` of the best: checked where the truth is known (the benchmark, its unit test).
-    """
+    """Procedure KN (Kim & Nelson 2001, ACM TOMACS 11(3)) on the timestep grid, each sample in its own random order
+    without replacement: `n0` rounds, then i leaves when mean_i(r) - mean_l(r) > W_il(r) = max(0, delta / (2 r) *
+    (h^2 S_il^2 / delta^2 - r)) for one of the `compare` alive classes l of least mean (fewer rivals only drop fewer),
+    S_il^2 the variance of the paired differences over the first n0 rounds, h^2 = `kn_constant`. The theorem: for
+    i.i.d. normal differences (any variances and correlations), if the best mean is at least `delta` below every
+    other, it is chosen with probability >= 1 - `alpha`. Here the grid is sampled without replacement and the errors
+    are not normal, and the question asked is whether the choice is within `delta` of the best: checked where the
+    truth is known (the benchmark, its unit test)."""
 
     def __init__(self, n_timesteps: int = 500, delta: float = 1e-3, alpha: float = 0.05, n0: int = 20, seed: int = 0,
                  compare: int = 16) -> None:
@@ -193,38 +189,37 @@ KimNelson._state = _KNState
 
 class AnytimeElimination(_Sequential):
     """Elimination by anytime-valid confidence sequences, with a stated guarantee of *good* selection: with
-    probability at least 1 - `alpha` the chosen class's grid mean is within `delta` of the least one (delta = 0:
-    it is exhaustive scoring's choice), whatever the gaps, when the paired differences are i.i.d. normal with any
-    (unknown) variances. The proof, from published pieces:
-    - per pair (i, l), a lower confidence sequence for mu_i - mu_l at level a = alpha / (k - 1), variance unknown:
-      Lai's scale-invariant likelihood ratio (1976, "On confidence sequences", Ann. Statist. 4(2)) mixed over
-      effect sizes theta = mu / sigma ~ N(0, 1 / c2) is a test martingale M (Wang & Ramdas 2023, arXiv:2310.03722),
-      and so is its half M+ over theta > 0. M = (M+ + M-) / 2 and M- <= 1 while the mean exceeds mu0 (the invariant
-      likelihood is log-concave in theta, by Brascamp-Lieb), so there M >= (1 / a + 1) / 2 gives M+ >= 1 / a: by
-      Ville's inequality the lower end of the two-sided sequence at level 2a / (1 + a) (`t_mixture_half_width`)
-      holds at every round at once with probability 1 - a; a union bound over the k - 1 rivals of the best class b
-      makes every lower bound on mu_b - mu_l true at once;
-    - i leaves only when LCB(mu_i - mu_l) > 0 for one of the `compare` alive classes l of least mean, so on that
-      event b never leaves, whichever classes lead;
-    - an early stop needs LCB(mu_i - mu_leader) > -delta for every alive i, b included, so no chain of drops
-      within delta adds up; otherwise the survivors' grid means decide, exactly, once they are scored on all of it.
-    `proposal` (S,), positive: importance sampling. Each round draws grid point j with probability q_j,
-    independently (a point drawn again costs no evaluation), weighted by 1 / (S q_j): every round is an unbiased,
-    i.i.d. draw of each class's grid mean, as the theorem asks, and a proposal where the classes differ most makes
-    the differences vary less (`zero_shot_proposal`, fitted to unlabelled images). The sequences hold at every
-    round, so draws go on past S rounds (repeats are free) up to 4S; the survivors then finish the grid. Without a
-    proposal each sample visits the grid in a random order without replacement, which the theorem does not cover
-    formally. Normality is assumed either way (the benchmark checks the rate). `c2` tunes the width for effect
-    sizes near 1 / sqrt(c2); `n0` (>= 2) is the first round screened; `compare` (>= 1) the leading classes that
-    each class is tested against."""
+    probability at least 1 - `alpha` the chosen class's grid mean is within the zone z (below; z = 0: exhaustive
+    scoring's choice) of the least one, whatever the gaps, for i.i.d. normal paired differences of any variances.
+    - Per pair (i, l), a lower confidence sequence for mu_i - mu_l at level a = alpha / (k - 1), variance unknown:
+      Lai's scale-invariant likelihood ratio (1976, Ann. Statist. 4(2)) mixed over effect sizes theta = mu / sigma
+      ~ N(0, 1 / c2) is a test martingale M (Wang & Ramdas 2023, arXiv:2310.03722), and so is its half M+ over
+      theta > 0. M = (M+ + M-) / 2 and M- <= 1 while the mean exceeds mu0 (the invariant likelihood is log-concave
+      in theta), so there M >= (1 / a + 1) / 2 gives M+ >= 1 / a: by Ville's inequality the lower end of the
+      two-sided sequence at level 2a / (1 + a) (`t_mixture_half_width`) holds at all rounds at once with probability
+      1 - a; a union bound over the k - 1 rivals of the best class b makes all lower bounds on mu_b - mu_l true.
+    - i leaves only when LCB(mu_i - mu_l) > 0 for one of the `compare` alive classes l of least mean: on that event
+      b never leaves, whichever classes lead.
+    - An early stop needs LCB(mu_i - mu_leader) > -z for every alive i, b included, so no chain of drops within the
+      zone adds up; otherwise the survivors' grid means decide, exactly, once scored on the whole grid.
+    The zone of a pair is max(`delta`, `kappa` s), s the estimate at that round of the standard error sd_j(d_j) /
+    sqrt(S) with which exhaustive scoring itself measures mu_i - mu_l: no scale to set, and a gap the grid barely
+    resolves gets a wider zone. `proposal` (S,), positive: importance sampling; each round draws grid point j with
+    probability q_j, independently (a repeat costs no evaluation), weighted by 1 / (S q_j): an unbiased i.i.d. draw
+    of each class's grid mean, as the theorem asks, that varies less where q follows the differences
+    (`zero_shot_proposal`). Draws go on past S rounds up to 4S; the survivors then finish the grid. Without a
+    proposal the grid is visited in a random order without replacement, which the theorem does not cover formally.
+    Normality is assumed either way (the benchmark checks the rate). `c2` tunes the width for effect sizes near
+    1 / sqrt(c2); `n0` (>= 2) is the first round screened; `compare` (>= 1) the leading classes i is tested against."""
 
     def __init__(self, n_timesteps: int = 500, delta: float = 0.0, alpha: float = 0.05, n0: int = 2, seed: int = 0,
-                 c2: float = 2.0, proposal: torch.Tensor | None = None, compare: int = 3) -> None:
+                 c2: float = 2.0, proposal: torch.Tensor | None = None, compare: int = 3, kappa: float = 0.0) -> None:
         super().__init__(n_timesteps, delta, alpha, n0, seed)
-        if not c2 > 0 or int(compare) < 1:
-            raise ValueError(f"need c2 > 0 (the precision of the mixture over effect sizes mu / sigma), got {c2}, and "
-                             f"compare >= 1 (leading classes each class is tested against), got {compare}.")
-        self.c2, self.compare = float(c2), int(compare)
+        if not c2 > 0 or int(compare) < 1 or not 0 <= kappa < math.inf:
+            raise ValueError(f"need c2 > 0 (the precision of the mixture over effect sizes mu / sigma), got {c2}, "
+                             f"compare >= 1 (leading classes each class is tested against), got {compare}, and a finite "
+                             f"kappa >= 0 (the zone in standard errors of exhaustive scoring's own gap), got {kappa}.")
+        self.c2, self.compare, self.kappa = float(c2), int(compare), float(kappa)
         if proposal is not None:
             proposal = torch.as_tensor(proposal, dtype=torch.float64)
             if proposal.shape != (self.n_timesteps,) or not bool((torch.isfinite(proposal) & (proposal > 0)).all()):
@@ -237,16 +232,17 @@ class AnytimeElimination(_Sequential):
     @classmethod
     def zero_shot(cls, errors: torch.Tensor, weights: torch.Tensor | None = None, kappa: float = 3.0,
                   mix: float = 0.1, **kwargs):
-        """`delta` from `zero_shot_delta`, `proposal` from `zero_shot_proposal`, on unlabelled images' errors."""
+        """Zone `kappa` standard errors of each own exhaustive gap; `zero_shot_proposal` on unlabelled errors."""
         if "proposal" not in kwargs:
             kwargs["proposal"] = zero_shot_proposal(errors, weights, mix)
-        return super().zero_shot(errors, weights, kappa, **kwargs)
+        return cls(torch.as_tensor(errors).shape[1], kappa=kappa, **kwargs)
 
     def __repr__(self) -> str:
         q = self.proposal
         sampling = "uniform" if q is None else f"importance, max/min {float(q.max() / q.min()):.3g}"
         return (f"AnytimeElimination(n_timesteps={self.n_timesteps}, delta={self.delta:.3g}, alpha={self.alpha}, "
-                f"n0={self.n0}, seed={self.seed}, c2={self.c2}, compare={self.compare}, sampling={sampling})")
+                f"n0={self.n0}, seed={self.seed}, c2={self.c2}, compare={self.compare}, kappa={self.kappa}, "
+                f"sampling={sampling})")
 
 
 def t_mixture_half_width(var: torch.Tensor, n: int, alpha: float, c2: float, one_sided: bool = False):
@@ -263,7 +259,8 @@ def t_mixture_half_width(var: torch.Tensor, n: int, alpha: float, c2: float, one
 
 
 class _AnytimeState(_SequentialState):
-    """Per class sums of e, e^2 and, with each of the m leading classes l, e_i e_l (rebuilt when they change): O(Cm)."""
+    """Per class sums of e, e^2 and, with each of the m leading classes l, e_i e_l (rebuilt when they change): O(Cm);
+    the same squares and products times S q_j, whose means estimate grid means (the zone's standard errors)."""
 
     def __init__(self, s: AnytimeElimination, n_samples: int, n_classes: int, weights: torch.Tensor) -> None:
         super().__init__(s, n_samples, n_classes, weights)
@@ -271,16 +268,19 @@ class _AnytimeState(_SequentialState):
             g = torch.Generator().manual_seed(s.seed)
             self.order = torch.multinomial(s.proposal.expand(n_samples, -1), 4 * s.n_timesteps, True, generator=g)
             self.weights = self.weights / (s.n_timesteps * s.proposal)
+        self.scale = torch.ones(s.n_timesteps, dtype=torch.float64) if s.proposal is None else s.n_timesteps * s.proposal
         self.completed = False  # the survivors of the last round were sent to be scored on the whole grid
-        self.squares = torch.zeros(n_samples, n_classes, dtype=torch.float64)
         self.rivals = torch.zeros(n_samples, min(s.compare, n_classes), dtype=torch.long)  # leading l, last screen
+        self.squares, self.squares_q = torch.zeros_like(self.sums), torch.zeros_like(self.sums)  # e^2, e^2 S q_j
         self.cross = torch.zeros(n_samples, n_classes, self.rivals.shape[1], dtype=torch.float64)  # sum of e_i e_l
+        self.cross_q = torch.zeros_like(self.cross)  # sum of e_i e_l S q_j
 
     def _collect(self, errors: torch.Tensor) -> torch.Tensor:
         self.errors = errors  # a change of the leading classes reads earlier rounds back from it
         e = super()._collect(errors)
-        self.squares += e * e
-        self.cross += e[:, :, None] * e.gather(1, self.rivals)[:, None, :]
+        el, q = e[:, :, None] * e.gather(1, self.rivals)[:, None, :], self.scale[self.order[:, self.round - 1]][:, None]
+        self.squares, self.squares_q = self.squares + e * e, self.squares_q + e * e * q
+        self.cross, self.cross_q = self.cross + el, self.cross_q + el * q[..., None]
         return e
 
     def next(self, errors: torch.Tensor) -> Request | None:
@@ -293,24 +293,28 @@ class _AnytimeState(_SequentialState):
         return request
 
     def _screen(self, idx: torch.Tensor) -> None:
-        """Drop i if LCB(mu_i - mu_l) > 0 for a leading l; stop at the leader once LCB(mu_i - mu_leader) > -delta."""
+        """Drop i if LCB(mu_i - mu_l) > 0 for a leading l; stop at the leader once LCB(mu_i - mu_leader) > -zone."""
         r, alive, C = self.round, self.alive[idx], self.k
         lead = (self.sums[idx] / r).masked_fill(~alive, float("inf")).topk(self.rivals.shape[1], 1, largest=False)[1]
         moved = (lead.sort(1).values != self.rivals[idx].sort(1).values).any(1)
         if bool(moved.any()):  # recompute sum e_i e_l over the rounds so far for the samples whose leading set moved
             m, rounds = idx[moved], self.order[idx[moved], :r]  # (m,), (m, r)
             f = (self.errors[m[:, None], rounds] * self.weights[rounds][..., None]).nan_to_num(0.0)  # (m, r, C)
-            self.cross[m] = torch.einsum("mrc,mrl->mcl", f, f.gather(2, lead[moved][:, None, :].expand(-1, r, -1)))
+            fl = f.gather(2, lead[moved][:, None, :].expand(-1, r, -1))
+            self.cross[m] = torch.einsum("mrc,mrl->mcl", f, fl)
+            self.cross_q[m] = torch.einsum("mrc,mrl->mcl", f, fl * self.scale[rounds][..., None])
             self.rivals[m] = lead[moved]
-        rivals, sums, squares = self.rivals[idx], self.sums[idx], self.squares[idx]
+        rivals, sums = self.rivals[idx], self.sums[idx]
         d = sums[:, :, None] - sums.gather(1, rivals)[:, None, :]  # (n, C, m) sums of the paired differences e_i - e_l
-        dd = squares[:, :, None] + squares.gather(1, rivals)[:, None, :] - 2 * self.cross[idx]  # of their squares
+        dd, dq = (sq[idx][:, :, None] + sq[idx].gather(1, rivals)[:, None, :] - 2 * cross[idx]  # of their squares
+                  for sq, cross in ((self.squares, self.cross), (self.squares_q, self.cross_q)))
         var = ((dd - d**2 / r) / (r - 1)).clamp(min=0)  # sample variance of each pair (i, l)
         half = t_mixture_half_width(var, r, self.s.alpha / max(C - 1, 1), self.s.c2, one_sided=True)
         gap = d / r  # mean_i - mean_l
+        zone = (self.s.kappa * ((dq / r - gap**2).clamp(min=0) / self.s.n_timesteps).sqrt()).clamp(min=self.s.delta)
         alive = alive & ~((gap - half > 0) & alive.gather(1, rivals)[:, None, :]).any(2)
         col = (rivals == lead[:, :1]).long().argmax(1)[:, None, None].expand(-1, C, 1)  # the leader's column
-        done = (((half - gap).gather(2, col)[..., 0] < self.s.delta) | ~alive).scatter(1, lead[:, :1], True).all(1)
+        done = (((half - gap - zone).gather(2, col)[..., 0] < 0) | ~alive).scatter(1, lead[:, :1], True).all(1)
         alive[done] = False
         alive[done, lead[done, 0]] = True
         self.alive[idx] = alive
