@@ -15,9 +15,10 @@ confidence sequences' zone is KAPPA standard errors of exhaustive scoring's own 
 (AnytimeElimination.zero_shot); "one zone" uses a single zone for all images instead, KAPPA standard errors of the
 gap on a typical unlabelled point (`zero_shot_delta`). They visit the grid in a random order ("in order", exact
 selection and one zone row) or draw it by importance sampling ("drawn"; the zone rows without "in order") from a
-proposal fitted to unlabelled points (`zero_shot_proposal`). The exhaustive errors of every (image, timestep, class) are computed once and the other strategies are replayed on them
-(`diffclf_lite.engine.scoring.replay`: the same decisions and NFE as a live run); with `--cache` they are saved chunk
-by chunk, so an interrupted run resumes where it stopped. Profiled racing's profile and temperature come from 30
+proposal fitted to unlabelled points (`zero_shot_proposal`). The exhaustive errors of every (image, timestep,
+class) are computed once and the other strategies are replayed on them (`diffclf_lite.engine.scoring.replay`: the
+same decisions and NFE as a live run); with `--cache` they are saved chunk by chunk, so an interrupted run resumes
+where it stopped. Profiled racing's profile and temperature come from 30
 labelled calibration points (digits: three training digits per class; the miniature: one); KN's and the confidence
 sequences' zone and proposal from the same points without their labels.
 `miniature` is the miniature text-conditional latent Stable Diffusion the book trains (its autoencoder, UNet and CLIP

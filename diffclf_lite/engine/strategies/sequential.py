@@ -217,8 +217,8 @@ class AnytimeElimination(_Sequential):
         super().__init__(n_timesteps, delta, alpha, n0, seed)
         if not c2 > 0 or int(compare) < 1 or not 0 <= kappa < math.inf:
             raise ValueError(f"need c2 > 0 (the precision of the mixture over effect sizes mu / sigma), got {c2}, "
-                             f"compare >= 1 (leading classes each class is tested against), got {compare}, and a finite "
-                             f"kappa >= 0 (the zone in standard errors of exhaustive scoring's own gap), got {kappa}.")
+                             f"compare >= 1 (leading classes each class is tested against), got {compare}, and a "
+                             f"finite kappa >= 0 (the zone in standard errors of exhaustive's own gap), got {kappa}.")
         self.c2, self.compare, self.kappa = float(c2), int(compare), float(kappa)
         if proposal is not None:
             proposal = torch.as_tensor(proposal, dtype=torch.float64)
@@ -232,7 +232,7 @@ class AnytimeElimination(_Sequential):
     @classmethod
     def zero_shot(cls, errors: torch.Tensor, weights: torch.Tensor | None = None, kappa: float = 3.0,
                   mix: float = 0.1, **kwargs):
-        """Zone `kappa` standard errors of each own exhaustive gap; `zero_shot_proposal` on unlabelled errors."""
+        """Zone: `kappa` standard errors of each exhaustive gap; proposal: `zero_shot_proposal` of `errors`."""
         if "proposal" not in kwargs:
             kwargs["proposal"] = zero_shot_proposal(errors, weights, mix)
         return cls(torch.as_tensor(errors).shape[1], kappa=kappa, **kwargs)
@@ -268,7 +268,7 @@ class _AnytimeState(_SequentialState):
             g = torch.Generator().manual_seed(s.seed)
             self.order = torch.multinomial(s.proposal.expand(n_samples, -1), 4 * s.n_timesteps, True, generator=g)
             self.weights = self.weights / (s.n_timesteps * s.proposal)
-        self.scale = torch.ones(s.n_timesteps, dtype=torch.float64) if s.proposal is None else s.n_timesteps * s.proposal
+        self.scale = s.n_timesteps * s.proposal if s.proposal is not None else torch.ones(s.n_timesteps).double()
         self.completed = False  # the survivors of the last round were sent to be scored on the whole grid
         self.rivals = torch.zeros(n_samples, min(s.compare, n_classes), dtype=torch.long)  # leading l, last screen
         self.squares, self.squares_q = torch.zeros_like(self.sums), torch.zeros_like(self.sums)  # e^2, e^2 S q_j
