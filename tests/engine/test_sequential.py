@@ -289,7 +289,7 @@ def test_pair_sums_follow_the_leading_classes_when_they_move(hard_mixture):
 def test_draws_go_on_past_the_grid_size_and_never_cost_more_than_finishing_the_grid(hard_mixture):
     """Confidence sequences hold at every round, so importance-sampled draws go on past S rounds (repeats are free)
     instead of scoring the survivors on the whole grid at round S: per image, never more evaluations than that; fewer
-    in total; and still within delta of exhaustive scoring's choice at the stated rate."""
+    in total; and still within its zone of exhaustive scoring's choice at the stated rate."""
     errors, weights = hard_mixture.errors[30:], hard_mixture.weights
     strategy = AnytimeElimination.zero_shot(hard_mixture.errors[:30], hard_mixture.weights, kappa=1.0, alpha=0.05)
 
