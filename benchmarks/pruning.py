@@ -53,7 +53,7 @@ PROBLEMS = {"gmm10": (10, 1.0, 500, "cifar10"), "gmm100": (100, 1.5, 500, "food1
 TOLERANCE = 0.25  # profiled racing's indifference zone, in fitted temperatures
 KAPPA = 3.0  # the zero-shot indifference zone, in standard errors of exhaustive scoring's own estimate
 ALPHAS = (0.01, 0.05, 0.1)  # error probabilities per image of the confidence sequences; one is recommended
-RECOMMENDED = "confidence sequences, zone, alpha 0.05"
+RECOMMENDED = "confidence sequences, zone, alpha 0.1"
 # enough points that the empirical error rate of each alpha is measured on >= 10,000 images (10 classes); fewer where
 # the classes make exhaustive scoring expensive on a CPU; digits: 3 per class keep the 500-step grid to minutes
 # miniature: 10 test images per class keep its 500-step grid (500,000 evaluations) to minutes on a CPU

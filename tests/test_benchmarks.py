@@ -38,7 +38,7 @@ def test_pruning_benchmark_prints_every_strategy_and_writes_the_records(tmp_path
         assert isinstance(r["accuracy_change_images"], int) and isinstance(r["recommended"], bool)
         assert r["accuracy_change_points"] == 100 * r["accuracy_change_images"] / 8
         assert 0 <= r["error_rate"] <= 1 and isinstance(r["exact_accuracy_change"], float)
-    assert [r["strategy"] for r in records if r["recommended"]] == ["confidence sequences, zone, alpha 0.05"]
+    assert [r["strategy"] for r in records if r["recommended"]] == ["confidence sequences, zone, alpha 0.1"]
     assert records[1]["nfe_ratio"] == 1.0 and records[1]["alpha"] is None and records[0]["error_rate"] == 0.0
     assert load("pruning").within_half_point(-5, 1000) and not load("pruning").within_half_point(-6, 1000)
     zones = [(r["delta"], r["kappa"]) for r in records if "zone" in r["strategy"] and "confidence" in r["strategy"]]
@@ -118,7 +118,7 @@ def test_pruning_benchmark_on_the_miniature_text_model(miniature_folder, tmp_pat
     assert exhaustive.split()[8] == "200"  # 20 timesteps x 10 prompts for every image
     records = json.loads(out_json.read_text())
     assert {r["problem"] for r in records} == {"miniature"} and all(r["points"] == 20 for r in records)
-    assert {"confidence sequences, zone, alpha 0.05", "Clark & Jaini (their w_t)", "staged (cifar10)"} <= {
+    assert {"confidence sequences, zone, alpha 0.1", "Clark & Jaini (their w_t)", "staged (cifar10)"} <= {
         r["strategy"] for r in records}
     assert all(r["exact_accuracy_change"] is None for r in records)  # no known truth for a network
     assert sum(r["recommended"] for r in records) == 1

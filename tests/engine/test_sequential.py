@@ -160,6 +160,8 @@ def test_zero_shot_zones_are_standard_errors_of_the_exhaustive_gap(hard_mixture)
     assert KimNelson.zero_shot(e).delta == pytest.approx(zero_shot_delta(e))
     cs = AnytimeElimination.zero_shot(e, kappa=2.5)
     assert (cs.delta, cs.kappa) == (0.0, 2.5) and torch.allclose(cs.proposal, zero_shot_proposal(e))
+    assert (cs.alpha, AnytimeElimination.zero_shot(e, alpha=0.05).alpha) == (0.1, 0.05)  # the recommended level
+    assert AnytimeElimination.zero_shot(e, proposal=None).proposal is None  # in order, the proposal not used
 
 
 @pytest.mark.parametrize("drawn", [False, True])
