@@ -102,17 +102,6 @@ def strategies(grid: int, schedule: str, calibration: torch.Tensor, labels: torc
     return out
 
 
-def outside_zone(errors: torch.Tensor, weights: torch.Tensor, prediction: torch.Tensor, delta: float,
-                 kappa: float) -> torch.Tensor:
-    """(N,) bool: the chosen class's grid mean exceeds the least one (exhaustive scoring's choice) by more than the
-    zone max(delta, kappa s), s = sd over the grid of the weighted paired difference / sqrt(S), exact on the grid."""
-    S, w = errors.shape[1], (weights / weights.mean()).double()[None, :]
-    d = (errors.gather(2, prediction[:, None, None].expand(-1, S, 1))[..., 0] * w
-         - errors.gather(2, dc.weighted_mean(errors, weights).argmin(1)[:, None, None].expand(-1, S, 1))[..., 0] * w)
-    zone = (kappa * (d.var(1, correction=0) / S).sqrt()).clamp(min=delta)
-    return d.mean(1) > zone + 1e-12 * d.abs().mean(1)
-
-
 def exhaustive_errors(model, x: torch.Tensor, grid: int, seed: int, chunk: int, batch_size: int,
                       cache: Path | None = None, key: str = ""):
     """Errors (N, G, C) of every (image, timestep, class) on the seeded plan, and the plan's weights (G,).
@@ -219,7 +208,7 @@ def run_problem(name: str, points: int, seed: int, chunk: int, grid: int | None 
             continue
         w = plan_weights[weighting]
         r = replay(errors, strategy, w)
-        wrong = int(outside_zone(errors, w, r.prediction, delta, kappa).sum())  # exhaustive's choice: same weights
+        wrong = int(dc.outside_zone(errors, w, r.prediction, delta, kappa).sum())  # exhaustive's choice: same weights
         nfe = r.nfe.double()
         exact = model.expected_accuracy(x, r.prediction) if name.startswith("gmm") else float("nan")
         rows.append({"problem": name, "seed": seed, "classes": classes, "grid": grid, "strategy": label, "points": len(y),

@@ -18,7 +18,7 @@ from .data.winoground import winoground_scores
 from .engine import (LOSSES, PAPER_SCHEDULES, AnytimeElimination, Candidates, ClassificationResult, EpsModel,
                      Exhaustive, KimNelson, Plan, ProfiledRacing, Racing, Staged, SuccessiveElimination,
                      alphas_cumprod_from_betas, beta_schedule, check_model, classify, cross_fitted_ece, evaluate_pairs,
-                     expected_calibration_error, fit_temperature, grid_order, make_plan, probabilities,
+                     expected_calibration_error, fit_temperature, grid_order, make_plan, outside_zone, probabilities,
                      reliability_bins, replay, timestep_grid, timestep_profile, timestep_weights, weighted_mean,
                      zero_shot_proposal)
 from .models.classcond import ClassConditionalUNet, DiTClassifier
@@ -38,5 +38,5 @@ __all__ = [
     "get_profile", "pick", "default_device", "ClassConditionalUNet", "DiTClassifier", "TrainConfig",
     "train_digits_model", "digits_checkpoint", "resolve_device", "merge", "CLIPClassifier", "evaluate_clip",
     "winoground_scores", "Candidates", "KimNelson", "AnytimeElimination", "ProfiledRacing", "timestep_profile",
-    "replay", "zero_shot_proposal",
+    "replay", "zero_shot_proposal", "outside_zone",
 ]

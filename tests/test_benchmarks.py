@@ -57,17 +57,6 @@ def test_pruning_benchmark_runs_only_the_strategies_asked_for(capsys):
     assert "--only needs a part of a strategy name" in capsys.readouterr().err
 
 
-def test_zone_check_uses_the_exact_standard_error_of_the_gap_on_the_grid():
-    """A chosen class 0.1 worse on average, its differences +-1 around that over 4 grid points (standard error of
-    the grid mean 1 / sqrt(4) = 0.5): inside a zone of 1 standard error or of delta 0.2, outside one of 0.15 s."""
-    errors = torch.zeros(1, 4, 2, dtype=torch.float64)
-    errors[0, :, 1] = 0.1 + torch.tensor([1.0, -1.0, 1.0, -1.0])
-    outside = load("pruning").outside_zone
-    chosen, w = torch.tensor([1]), torch.ones(4)
-    assert not outside(errors, w, chosen, 0.0, 1.0) and not outside(errors, w, chosen, 0.2, 0.0)
-    assert outside(errors, w, chosen, 0.0, 0.15) and not outside(errors, w, torch.tensor([0]), 0.0, 0.0)
-
-
 def test_pruning_benchmark_resumes_from_its_cache(tmp_path, capsys):
     """With --cache, a rerun prints the same table and recomputes only the chunks that are missing."""
     bench = load("pruning")

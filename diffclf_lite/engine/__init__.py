@@ -15,8 +15,8 @@ from .plan import Plan, make_plan, official_noise_order, plan_from_official_nois
 from .schedule import alphas_cumprod_from_betas, beta_schedule, timestep_weights
 from .scoring import LOSSES, ClassificationResult, classify, evaluate_pairs, replay
 from .strategies import (PAPER_SCHEDULES, AnytimeElimination, Candidates, Exhaustive, KimNelson, ProfiledRacing, Racing,
-                         Staged, Strategy, SuccessiveElimination, density_order, grid_order, timestep_profile,
-                         weighted_mean, zero_shot_proposal)
+                         Staged, Strategy, SuccessiveElimination, density_order, grid_order, outside_zone,
+                         timestep_profile, weighted_mean, zero_shot_proposal)
 
 __all__ = [
     "EpsModel", "check_model", "beta_schedule", "alphas_cumprod_from_betas", "timestep_weights", "Plan",
@@ -24,5 +24,6 @@ __all__ = [
     "classify", "ClassificationResult", "replay",
     "Strategy", "weighted_mean", "Exhaustive", "Candidates", "Staged", "PAPER_SCHEDULES", "SuccessiveElimination",
     "Racing", "grid_order", "KimNelson", "AnytimeElimination", "ProfiledRacing", "timestep_profile", "density_order",
-    "zero_shot_proposal", "probabilities", "fit_temperature", "expected_calibration_error", "reliability_bins", "cross_fitted_ece",
+    "zero_shot_proposal", "outside_zone", "probabilities", "fit_temperature", "expected_calibration_error",
+    "reliability_bins", "cross_fitted_ece",
 ]

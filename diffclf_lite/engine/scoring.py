@@ -27,17 +27,9 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 }
 
 
-def evaluate_pairs(
-    model: Any,
-    x0: torch.Tensor,
-    plan: Plan,
-    sample_idx: torch.Tensor,
-    step_idx: torch.Tensor,
-    cond_idx: torch.Tensor,
-    loss: str = "l2",
-    batch_size: int = 256,
-    autocast_dtype: torch.dtype | None = None,
-) -> torch.Tensor:
+def evaluate_pairs(model: Any, x0: torch.Tensor, plan: Plan, sample_idx: torch.Tensor, step_idx: torch.Tensor,
+                   cond_idx: torch.Tensor, loss: str = "l2", batch_size: int = 256,
+                   autocast_dtype: torch.dtype | None = None) -> torch.Tensor:
     """Unweighted errors (P,) of the pairs (x0[sample_idx], plan entry step_idx, condition cond_idx), in batches.
 
     Everything stays on the model's device: no host synchronisation per batch, no loop over classes.
@@ -118,19 +110,9 @@ def _pairs(rows: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
     return torch.cat([sr.repeat_interleave(k, dim=0), c[:, None]], dim=1)
 
 
-def classify(
-    model: Any,
-    images: Any,
-    strategy: Strategy | None = None,
-    loss: str = "l2",
-    weighting: str = "uniform",
-    seed: int = 0,
-    batch_size: int = 256,
-    plan: Plan | None = None,
-    n_trials: int = 1,
-    antithetic: bool = False,
-    autocast_dtype: torch.dtype | None = None,
-) -> ClassificationResult:
+def classify(model: Any, images: Any, strategy: Strategy | None = None, loss: str = "l2", weighting: str = "uniform",
+             seed: int = 0, batch_size: int = 256, plan: Plan | None = None, n_trials: int = 1, antithetic: bool = False,
+             autocast_dtype: torch.dtype | None = None) -> ClassificationResult:
     """Classify a batch of images with `model` (any EpsModel), the strategy deciding what to evaluate.
 
     All samples advance together: each round gathers every sample's requested pairs into one batched evaluation.

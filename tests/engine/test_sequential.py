@@ -5,7 +5,7 @@ import torch
 
 from conftest import known_model
 from diffclf_lite import (AnytimeElimination, Candidates, Exhaustive, GaussianMixture, KimNelson, Racing, classify,
-                          replay, timestep_grid)
+                          outside_zone, replay, timestep_grid)
 from diffclf_lite.engine.strategies.sequential import (kn_constant, t_mixture_half_width, zero_shot_delta,
                                                       zero_shot_proposal)
 
@@ -18,22 +18,22 @@ def hard_mixture():
     return classify(gmm, x, Exhaustive(100), seed=5, batch_size=65536)
 
 
-def outside_zone(errors, weights, prediction, delta=0.0, kappa=0.0):
-    """Images whose chosen class's grid mean exceeds the least one (exhaustive's choice) by more than the zone
-    max(delta, kappa s), s = sd over the grid of the weighted paired difference / sqrt(S), exact on the whole grid."""
-    S = errors.shape[1]
-    ew = errors * (weights / weights.mean()).double()[None, :, None]
-    chosen, best = (c[:, None, None].expand(-1, S, 1) for c in (prediction, ew.mean(1).argmin(1)))
-    d = (ew.gather(2, chosen) - ew.gather(2, best))[..., 0]  # (N, S) weighted paired differences
-    zone = (kappa * (d.var(1, correction=0) / S).sqrt()).clamp(min=delta)
-    return d.mean(1) > zone + 1e-12
-
-
 def error_rate(ex, strategy):
     """Fraction of images whose chosen class is not within the strategy's zone of exhaustive scoring's choice."""
     r = replay(ex.errors, strategy, ex.weights)
     zone = {"delta": getattr(strategy, "delta", 0.0), "kappa": getattr(strategy, "kappa", 0.0)}
     return outside_zone(ex.errors, ex.weights, r.prediction, **zone).double().mean().item(), r
+
+
+def test_zone_check_uses_the_exact_standard_error_of_the_gap_on_the_grid():
+    """A chosen class 0.1 worse on average, its differences +-1 around that over 4 grid points (standard error of
+    the grid mean 1 / sqrt(4) = 0.5): inside a zone of 1 standard error or of delta 0.2, outside one of 0.15 s."""
+    errors = torch.zeros(1, 4, 2, dtype=torch.float64)
+    errors[0, :, 1] = 0.1 + torch.tensor([1.0, -1.0, 1.0, -1.0])
+    chosen, w = torch.tensor([1]), torch.ones(4)
+    assert not outside_zone(errors, w, chosen, 0.0, 1.0) and not outside_zone(errors, w, chosen, 0.2, 0.0)
+    assert outside_zone(errors, w, chosen, 0.0, 0.15) and not outside_zone(errors, w, torch.tensor([0]))
+    assert not outside_zone(errors, 7 * w, chosen, 0.0, 1.0)  # the weights count relative to their mean
 
 
 @pytest.mark.parametrize("sigma", [0.01, 1.0, 30.0])
@@ -166,19 +166,20 @@ def test_zero_shot_zones_are_standard_errors_of_the_exhaustive_gap(hard_mixture)
 
 @pytest.mark.parametrize("drawn", [False, True])
 def test_zone_standard_errors_estimate_the_grid_sd_of_each_paired_difference(hard_mixture, drawn):
-    """The sums behind the zone: visiting the whole grid in order gives the grid second moment of each pair's
-    weighted difference exactly; importance-sampled rounds, each weighted by S q_j, give it unbiased. One image,
-    4,000 independent runs of 30 rounds (screening starts after them)."""
+    """The sums behind the zone: visiting the whole grid in order, the plain sums give the grid second moment of each
+    pair's weighted difference exactly; importance-sampled rounds, each weighted by S q_j, give it unbiased. One
+    image, 4,000 independent runs of 30 rounds (screening starts after them)."""
     one = hard_mixture.errors[7:8].expand(4000, -1, -1)
     w, S = hard_mixture.weights.double(), one.shape[1]
     proposal = zero_shot_proposal(hard_mixture.errors[:30]) if drawn else None
-    state = AnytimeElimination(S, n0=S, proposal=proposal).start(len(one), one.shape[2], w)
+    state = AnytimeElimination(S, n0=S, proposal=proposal, kappa=3.0).start(len(one), one.shape[2], w)
     r = 30 if drawn else S
     for _ in range(r + 1):  # the last call collects round r
         state.next(one)
     lead = state.rivals[0, 0]
     d = (one[0] - one[0, :, lead : lead + 1]) * (w / w.mean())[:, None]  # (S, C) against rival `lead`
-    second = (state.squares_q + state.squares_q[:, lead : lead + 1] - 2 * state.cross_q[..., 0]) / r  # (4000, C)
+    sq, cross = (state.squares_q, state.cross_q) if drawn else (state.squares, state.cross)
+    second = (sq + sq[:, lead : lead + 1] - 2 * cross[..., 0]) / r  # (4000, C)
     assert bool((state.rivals[:, 0] == lead).all())  # all runs read the same pairs (the rivals start at class 0)
     if not drawn:
         assert torch.allclose(second[0], d.pow(2).mean(0)) and torch.allclose(second, second[:1].expand_as(second))

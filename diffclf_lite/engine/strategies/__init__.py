@@ -10,11 +10,11 @@
 from .base import Candidates, Exhaustive, Strategy, StrategyState, weighted_mean
 from .elimination import Racing, SuccessiveElimination, grid_order
 from .profiled import ProfiledRacing, density_order, timestep_profile
-from .sequential import (AnytimeElimination, KimNelson, kn_constant, t_mixture_half_width, zero_shot_delta,
-                         zero_shot_proposal)
+from .sequential import (AnytimeElimination, KimNelson, kn_constant, outside_zone, t_mixture_half_width,
+                         zero_shot_delta, zero_shot_proposal)
 from .staged import PAPER_SCHEDULES, Staged
 
 __all__ = ["Strategy", "StrategyState", "weighted_mean", "Exhaustive", "Candidates", "Staged", "PAPER_SCHEDULES",
            "SuccessiveElimination", "Racing", "grid_order", "ProfiledRacing", "timestep_profile", "density_order",
            "KimNelson", "AnytimeElimination", "kn_constant", "t_mixture_half_width", "zero_shot_delta",
-           "zero_shot_proposal"]
+           "zero_shot_proposal", "outside_zone"]

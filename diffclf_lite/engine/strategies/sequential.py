@@ -9,10 +9,10 @@ import math
 
 import torch
 
-from .base import Request
+from .base import Request, weighted_mean
 
 __all__ = ["KimNelson", "AnytimeElimination", "kn_constant", "t_mixture_half_width", "zero_shot_delta",
-           "zero_shot_proposal"]
+           "zero_shot_proposal", "outside_zone"]
 
 
 def kn_constant(alpha: float, n_classes: int, n0: int) -> float:
@@ -62,6 +62,18 @@ def zero_shot_proposal(errors: torch.Tensor, weights: torch.Tensor | None = None
     if not float(rms.sum()) > 0:  # the classes never differ on these images: nothing to concentrate on
         return uniform
     return (1 - mix) * rms / rms.sum() + mix * uniform
+
+
+def outside_zone(errors: torch.Tensor, weights: torch.Tensor, prediction: torch.Tensor, delta: float = 0.0,
+                 kappa: float = 0.0) -> torch.Tensor:
+    """The guarantee, checked where the whole grid's errors (N, S, C) are known: (N,) True where the chosen class's
+    grid mean exceeds the least one by more than the zone max(delta, kappa s), s = sd_j(w_j (e_j,chosen - e_j,best))
+    / sqrt(S) computed exactly on the grid (a run estimates s from its draws): the images a strategy got wrong."""
+    S, w = errors.shape[1], (weights / weights.mean()).double()[None, :]
+    d = (errors.gather(2, prediction[:, None, None].expand(-1, S, 1))[..., 0] * w
+         - errors.gather(2, weighted_mean(errors, weights).argmin(1)[:, None, None].expand(-1, S, 1))[..., 0] * w)
+    zone = (kappa * (d.var(1, correction=0) / S).sqrt()).clamp(min=delta)
+    return d.mean(1) > zone + 1e-12 * d.abs().mean(1)
 
 
 class _Sequential:
@@ -260,7 +272,7 @@ def t_mixture_half_width(var: torch.Tensor, n: int, alpha: float, c2: float, one
 
 class _AnytimeState(_SequentialState):
     """Per class sums of e, e^2 and, with each of the m leading classes l, e_i e_l (rebuilt when they change): O(Cm);
-    the same squares and products times S q_j, whose means estimate grid means (the zone's standard errors)."""
+    for a zone on drawn rounds also those times S q_j, whose means estimate grid means (the zone's standard errors)."""
 
     def __init__(self, s: AnytimeElimination, n_samples: int, n_classes: int, weights: torch.Tensor) -> None:
         super().__init__(s, n_samples, n_classes, weights)
@@ -271,16 +283,19 @@ class _AnytimeState(_SequentialState):
         self.scale = s.n_timesteps * s.proposal if s.proposal is not None else torch.ones(s.n_timesteps).double()
         self.completed = False  # the survivors of the last round were sent to be scored on the whole grid
         self.rivals = torch.zeros(n_samples, min(s.compare, n_classes), dtype=torch.long)  # leading l, last screen
-        self.squares, self.squares_q = torch.zeros_like(self.sums), torch.zeros_like(self.sums)  # e^2, e^2 S q_j
+        self.squares = torch.zeros_like(self.sums)  # sum of e^2
         self.cross = torch.zeros(n_samples, n_classes, self.rivals.shape[1], dtype=torch.float64)  # sum of e_i e_l
-        self.cross_q = torch.zeros_like(self.cross)  # sum of e_i e_l S q_j
+        self.weighted = s.kappa > 0 and s.proposal is not None  # sums of e^2 S q_j and e_i e_l S q_j needed
+        if self.weighted:
+            self.squares_q, self.cross_q = torch.zeros_like(self.squares), torch.zeros_like(self.cross)
 
     def _collect(self, errors: torch.Tensor) -> torch.Tensor:
         self.errors = errors  # a change of the leading classes reads earlier rounds back from it
         e = super()._collect(errors)
         el, q = e[:, :, None] * e.gather(1, self.rivals)[:, None, :], self.scale[self.order[:, self.round - 1]][:, None]
-        self.squares, self.squares_q = self.squares + e * e, self.squares_q + e * e * q
-        self.cross, self.cross_q = self.cross + el, self.cross_q + el * q[..., None]
+        self.squares, self.cross = self.squares + e * e, self.cross + el
+        if self.weighted:
+            self.squares_q, self.cross_q = self.squares_q + e * e * q, self.cross_q + el * q[..., None]
         return e
 
     def next(self, errors: torch.Tensor) -> Request | None:
@@ -302,12 +317,14 @@ class _AnytimeState(_SequentialState):
             f = (self.errors[m[:, None], rounds] * self.weights[rounds][..., None]).nan_to_num(0.0)  # (m, r, C)
             fl = f.gather(2, lead[moved][:, None, :].expand(-1, r, -1))
             self.cross[m] = torch.einsum("mrc,mrl->mcl", f, fl)
-            self.cross_q[m] = torch.einsum("mrc,mrl->mcl", f, fl * self.scale[rounds][..., None])
+            if self.weighted:
+                self.cross_q[m] = torch.einsum("mrc,mrl->mcl", f, fl * self.scale[rounds][..., None])
             self.rivals[m] = lead[moved]
         rivals, sums = self.rivals[idx], self.sums[idx]
         d = sums[:, :, None] - sums.gather(1, rivals)[:, None, :]  # (n, C, m) sums of the paired differences e_i - e_l
         dd, dq = (sq[idx][:, :, None] + sq[idx].gather(1, rivals)[:, None, :] - 2 * cross[idx]  # of their squares
-                  for sq, cross in ((self.squares, self.cross), (self.squares_q, self.cross_q)))
+                  for sq, cross in ((self.squares, self.cross), (self.squares_q, self.cross_q) if self.weighted
+                                    else (self.squares, self.cross)))  # in order, S q_j = 1: the plain sums
         var = ((dd - d**2 / r) / (r - 1)).clamp(min=0)  # sample variance of each pair (i, l)
         half = t_mixture_half_width(var, r, self.s.alpha / max(C - 1, 1), self.s.c2, one_sided=True)
         gap = d / r  # mean_i - mean_l
