@@ -34,6 +34,10 @@ def test_zone_check_uses_the_exact_standard_error_of_the_gap_on_the_grid():
     assert not outside_zone(errors, w, chosen, 0.0, 1.0) and not outside_zone(errors, w, chosen, 0.2, 0.0)
     assert outside_zone(errors, w, chosen, 0.0, 0.15) and not outside_zone(errors, w, torch.tensor([0]))
     assert not outside_zone(errors, 7 * w, chosen, 0.0, 1.0)  # the weights count relative to their mean
+    with pytest.raises(ValueError, match="complete, finite exhaustive errors"):  # a pruned run's errors hold NaN
+        outside_zone(errors.where(torch.arange(4)[None, :, None] < 3, float("nan")), w, chosen)
+    with pytest.raises(ValueError, match="prediction must lie in"):
+        outside_zone(errors, w, torch.tensor([2]))
 
 
 @pytest.mark.parametrize("sigma", [0.01, 1.0, 30.0])

@@ -9,7 +9,8 @@ import math
 
 import torch
 
-from .base import Request, weighted_mean
+from ..checks import class_labels
+from .base import Request
 
 __all__ = ["KimNelson", "AnytimeElimination", "kn_constant", "t_mixture_half_width", "zero_shot_delta",
            "zero_shot_proposal", "outside_zone"]
@@ -66,14 +67,13 @@ def zero_shot_proposal(errors: torch.Tensor, weights: torch.Tensor | None = None
 
 def outside_zone(errors: torch.Tensor, weights: torch.Tensor, prediction: torch.Tensor, delta: float = 0.0,
                  kappa: float = 0.0) -> torch.Tensor:
-    """The guarantee, checked where the whole grid's errors (N, S, C) are known: (N,) True where the chosen class's
-    grid mean exceeds the least one by more than the zone max(delta, kappa s), s = sd_j(w_j (e_j,chosen - e_j,best))
-    / sqrt(S) computed exactly on the grid (a run estimates s from its draws): the images a strategy got wrong."""
-    S, w = errors.shape[1], (weights / weights.mean()).double()[None, :]
-    d = (errors.gather(2, prediction[:, None, None].expand(-1, S, 1))[..., 0] * w
-         - errors.gather(2, weighted_mean(errors, weights).argmin(1)[:, None, None].expand(-1, S, 1))[..., 0] * w)
-    zone = (kappa * (d.var(1, correction=0) / S).sqrt()).clamp(min=delta)
-    return d.mean(1) > zone + 1e-12 * d.abs().mean(1)
+    """The guarantee, checked on complete errors (N, S, C): (N,) True where the chosen class's grid mean exceeds the
+    least one by more than max(delta, kappa s), s = sd_j(w_j (e_j,chosen - e_j,best)) / sqrt(S), exact on the grid."""
+    e, S = _unlabelled(errors, weights, "outside_zone"), torch.as_tensor(errors).shape[1]  # w_j e_j / mean(w), checked
+    chosen = class_labels(prediction, e.shape[2], len(e), "prediction")[:, None, None].expand(-1, S, 1)
+    d = e.gather(2, chosen) - e.gather(2, e.mean(1).argmin(1)[:, None, None].expand(-1, S, 1))  # (N, S, 1)
+    zone = (kappa * (d[..., 0].var(1, correction=0) / S).sqrt()).clamp(min=delta)
+    return d[..., 0].mean(1) > zone + 1e-12 * d[..., 0].abs().mean(1)
 
 
 class _Sequential:
