@@ -28,10 +28,10 @@ EPILOG = """examples:
 
 
 def parse_strategy(spec: str, dataset: str | None) -> tuple[object, str | None]:
-    """`exhaustive:N`, `staged:25,250:5,1`, `paper` (the schedule of --data), `paper:NAME`, `elimination[:N]` or
-    `racing[:N]` (N grid timesteps, default 1000) -> (strategy, paper loss)."""
+    """`exhaustive:N`, `staged:25,250:5,1`, `paper` (the schedule of --data), `paper:NAME`, `anytime[:N]`,
+    `elimination[:N]` or `racing[:N]` (N grid timesteps, default 1000) -> (strategy, paper loss)."""
     from ..data.prompts import canonical_name
-    from ..engine import PAPER_SCHEDULES, Exhaustive, Racing, Staged, SuccessiveElimination
+    from ..engine import PAPER_SCHEDULES, AnytimeElimination, Exhaustive, Racing, Staged, SuccessiveElimination
 
     kind, _, arg = spec.partition(":")
     kind = kind.strip().lower()
@@ -45,10 +45,15 @@ def parse_strategy(spec: str, dataset: str | None) -> tuple[object, str | None]:
             return Staged([int(v) for v in samples.split(",")], [int(v) for v in keep.split(",")]), None
         except ValueError as err:
             raise ValueError(f"--strategy {spec!r}: write staged:SAMPLES:KEEP, e.g. staged:25,250:5,1 ({err}).") from None
-    if kind in ("elimination", "racing"):
+    if kind in ("anytime", "elimination", "racing"):
         grid = arg.strip() or "1000"
         if not grid.isdigit() or not 20 <= int(grid) <= 1000:
             raise ValueError(f"--strategy {spec!r}: write {kind}:N with a grid of 20 to 1000 timesteps, e.g. {kind}:500.")
+        if kind == "anytime":  # the chapter's level and zone; uniform i.i.d. draws, so no images are needed beforehand
+            import torch
+
+            n = int(grid)
+            return AnytimeElimination(n, alpha=0.1, kappa=3.0, proposal=torch.full((n,), 1.0 / n)), None
         return (Racing if kind == "racing" else SuccessiveElimination)(int(grid)), None
     if kind == "paper":
         name = arg.strip() or dataset
@@ -64,7 +69,7 @@ def parse_strategy(spec: str, dataset: str | None) -> tuple[object, str | None]:
         samples, keep, loss = PAPER_SCHEDULES[key]
         return Staged(samples, keep), loss
     raise ValueError(f"--strategy {spec!r} is not understood; use exhaustive:N, staged:25,250:5,1, paper, paper:NAME, "
-                     "elimination[:N] or racing[:N].")
+                     "anytime[:N], elimination[:N] or racing[:N].")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,9 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="template for folder/synthetic/class-list classes; {} is the class name (default: %(default)r)")
     ev.add_argument("--strategy", default="paper",
                     help="exhaustive:N (N timesteps for every class), staged:25,250:5,1 (evaluations per stage : classes "
-                         "kept), paper (the paper's schedule for --data), paper:NAME, elimination[:N] (Clark & Jaini's "
-                         "paired t-tests on a grid of N timesteps, default 1000) or racing[:N] (ours, far fewer "
-                         "evaluations; see the pruning chapter) (default: %(default)s)")
+                         "kept), paper (the paper's schedule for --data), paper:NAME, anytime[:N] (elimination by "
+                         "confidence sequences on a grid of N timesteps, default 1000: with probability 0.9 per image "
+                         "the class exhaustive:N would choose or one within 3 standard errors of it; see the pruning "
+                         "chapter), elimination[:N] (Clark & Jaini's paired t-tests) or racing[:N] (ours: cheaper, no "
+                         "guarantee per image) (default: %(default)s)")
     ev.add_argument("--loss", choices=["l1", "l2", "huber"], default=None,
                     help="error between true and predicted noise (default: the paper's choice with --strategy paper, else l2)")
     ev.add_argument("--subset", type=int, default=None, help="evaluate a seeded random subset of this many images")

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from diffclf_lite.engine.strategies import Exhaustive, Staged
 from diffclf_lite.runs.cli import main, parse_strategy
@@ -38,6 +39,20 @@ def test_evaluate_end_to_end_writes_records(tiny_sd_folder, tmp_path, capsys):
     assert (out / "results.csv").read_text().startswith("index,label,label_name")
 
 
+def test_evaluate_with_confidence_sequences_spends_at_most_the_exhaustive_evaluations(tiny_sd_folder, tmp_path):
+    """--strategy anytime:N runs the chapter's pruning with a guarantee; on three classes it evaluates each image at
+    most N x 3 times (the whole grid), and it stops with one class chosen per image."""
+    runs = {}
+    for spec in ("anytime:20", "exhaustive:20"):
+        out = tmp_path / spec.replace(":", "-")
+        assert main(["evaluate", "--model", str(tiny_sd_folder), "--data", "synthetic", "--subset", "4", "--strategy",
+                     spec, "--device", "cpu", "--dtype", "fp32", "--output", str(out), "--no-progress"]) == 0
+        runs[spec] = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert [r["nfe"] for r in runs["exhaustive:20"]] == [60] * 4
+    assert len(runs["anytime:20"]) == 4 and all(6 <= r["nfe"] <= 60 for r in runs["anytime:20"])
+    assert "AnytimeElimination" in json.loads((tmp_path / "anytime-20" / "summary.json").read_text())["strategy"]
+
+
 def test_prompt_csv_with_several_prompts_per_class(tiny_sd_folder, tmp_path):
     csv = tmp_path / "p.csv"
     csv.write_text("class_index,prompt\n0,a circle\n0,a round thing\n1,a square\n2,a triangle\n")
@@ -59,8 +74,12 @@ def test_strategy_specs():
     racing, elimination = parse_strategy("racing", None)[0], parse_strategy("elimination:500", None)[0]
     assert type(racing).__name__ == "Racing" and racing.n_timesteps == 1000 and racing.pooled
     assert type(elimination).__name__ == "SuccessiveElimination" and elimination.n_timesteps == 500
+    anytime = parse_strategy("anytime:500", None)[0]  # the guarantee covers i.i.d. draws: uniform, not "in order"
+    assert (anytime.n_timesteps, anytime.alpha, anytime.kappa, anytime.delta) == (500, 0.1, 3.0, 0.0)
+    assert torch.equal(anytime.proposal, torch.full((500,), 1 / 500, dtype=torch.float64))
+    assert parse_strategy("anytime", None)[0].n_timesteps == 1000
     for bad, message in [("exhaustive", "exhaustive:N"), ("staged:1,2", "staged:SAMPLES:KEEP"),
-                         ("racing:5", "grid of 20 to 1000"), ("elimination:x", "elimination:N"),
+                         ("racing:5", "grid of 20 to 1000"), ("elimination:x", "elimination:N"), ("anytime:2000", "anytime:N"),
                          ("paper", "needs a dataset"), ("fast", "not understood"), ("paper:mnist", "not one of the paper.s datasets")]:
         with pytest.raises(ValueError, match=message):
             parse_strategy(bad, None)
