@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--strategy", default="paper",
                     help="exhaustive:N (N timesteps for every class), staged:25,250:5,1 (evaluations per stage : classes "
                          "kept), paper (the paper's schedule for --data), paper:NAME, anytime[:N] (elimination by "
-                         "confidence sequences on a grid of N timesteps, default 1000: with probability 0.9 per image "
+                         "confidence sequences on a grid of N timesteps, default 1000: with probability >= 0.9 per image "
                          "the class exhaustive:N would choose or one within 3 standard errors of it; see the pruning "
                          "chapter), elimination[:N] (Clark & Jaini's paired t-tests) or racing[:N] (ours: cheaper, no "
                          "guarantee per image) (default: %(default)s)")

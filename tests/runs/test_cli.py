@@ -41,7 +41,7 @@ def test_evaluate_end_to_end_writes_records(tiny_sd_folder, tmp_path, capsys):
 
 def test_evaluate_with_confidence_sequences_spends_at_most_the_exhaustive_evaluations(tiny_sd_folder, tmp_path):
     """--strategy anytime:N runs the chapter's pruning with a guarantee; on three classes it evaluates each image at
-    most N x 3 times (the whole grid), and it stops with one class chosen per image."""
+    least in the first screening round (2 x 3) and at most on the whole grid (N x 3), and the run names it."""
     runs = {}
     for spec in ("anytime:20", "exhaustive:20"):
         out = tmp_path / spec.replace(":", "-")
