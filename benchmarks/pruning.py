@@ -13,13 +13,14 @@ our racing and profiled racing, Kim & Nelson's procedure KN, and elimination by 
 a zero-shot indifference zone at several alpha), all on the same points and the same seeded (t, eps) plan. The
 confidence sequences' zone is KAPPA standard errors of exhaustive scoring's own estimate of each gap on each image
 (AnytimeElimination.zero_shot); "one zone" uses a single zone for all images instead, KAPPA standard errors of the
-gap on a typical unlabelled point (`zero_shot_delta`). Exact selection without "drawn" and the zone row marked
-"in order" visit the grid in a random order; the other confidence-sequence rows draw it by importance sampling
-from a proposal fitted to unlabelled points (`zero_shot_proposal`). The exhaustive errors of every (image, timestep, class) are computed once and the
-other strategies are replayed on them (`diffclf_lite.engine.scoring.replay`: the same decisions and NFE as a live
-run); with `--cache` they are saved chunk by chunk, so an interrupted run resumes where it stopped. Profiled
-racing's profile and temperature come from 30 labelled calibration points (digits: three training digits per class;
-the miniature: one); KN's zone, the one zone and the proposal from the same points without their labels.
+gap on a typical unlabelled point (`zero_shot_delta`). Exact selection without "drawn" and the zone row marked "in
+order" visit the grid in a random order; the other confidence-sequence rows draw it by importance sampling from a
+proposal fitted to unlabelled points (`zero_shot_proposal`). The exhaustive errors of every (image, timestep, class)
+are computed once and the other strategies are replayed on them (`diffclf_lite.engine.scoring.replay`: the same
+decisions and NFE as a live run); with `--cache` they are saved chunk by chunk, so an interrupted run resumes where
+it stopped. Profiled racing's profile and temperature come from 30 labelled calibration points (digits: three
+training digits per class; the miniature: one); KN's zone, the one zone and the proposal from the same points
+without their labels.
 `miniature` is the miniature text-conditional latent Stable Diffusion the book trains (its autoencoder, UNet and CLIP
 text encoder; `diffclf miniature train`) on its held-out digit task: 10 prompts ("a seven", ...), test handwriting,
 every class equally often, on the paper's 500-step grid (CIFAR-10's staged schedule, 50 then 500 timesteps).
@@ -208,7 +209,7 @@ def run_problem(name: str, points: int, seed: int, chunk: int, grid: int | None 
             continue
         w = plan_weights[weighting]
         r = replay(errors, strategy, w)
-        wrong = int(dc.outside_zone(errors, w, r.prediction, delta, kappa).sum())  # exhaustive's choice: same weights
+        wrong = int(dc.outside_zone(errors, w, r.prediction, delta, kappa).sum())  # exhaustive: the same weights
         nfe = r.nfe.double()
         exact = model.expected_accuracy(x, r.prediction) if name.startswith("gmm") else float("nan")
         rows.append({"problem": name, "seed": seed, "classes": classes, "grid": grid, "strategy": label, "points": len(y),

@@ -69,11 +69,11 @@ def outside_zone(errors: torch.Tensor, weights: torch.Tensor, prediction: torch.
                  kappa: float = 0.0) -> torch.Tensor:
     """The guarantee, checked on complete errors (N, S, C): (N,) True where the chosen class's grid mean exceeds the
     least one by more than max(delta, kappa s), s = sd_j(w_j (e_j,chosen - e_j,best)) / sqrt(S), exact on the grid."""
-    e, S = _unlabelled(errors, weights, "outside_zone"), torch.as_tensor(errors).shape[1]  # w_j e_j / mean(w), checked
-    chosen = class_labels(prediction, e.shape[2], len(e), "prediction")[:, None, None].expand(-1, S, 1)
-    d = e.gather(2, chosen) - e.gather(2, e.mean(1).argmin(1)[:, None, None].expand(-1, S, 1))  # (N, S, 1)
-    zone = (kappa * (d[..., 0].var(1, correction=0) / S).sqrt()).clamp(min=delta)
-    return d[..., 0].mean(1) > zone + 1e-12 * d[..., 0].abs().mean(1)
+    e = _unlabelled(errors, weights, "outside_zone")  # w_j e_j / mean(w), checked: complete and finite
+    rows, chosen = torch.arange(len(e)), class_labels(prediction, e.shape[2], len(e), "prediction")
+    d = e[rows, :, chosen] - e[rows, :, e.mean(1).argmin(1)]  # (N, S) weighted differences against the best class
+    zone = (kappa * (d.var(1, correction=0) / e.shape[1]).sqrt()).clamp(min=delta)
+    return d.mean(1) > zone + 1e-12 * d.abs().mean(1)
 
 
 class _Sequential:
@@ -246,8 +246,8 @@ class AnytimeElimination(_Sequential):
                   mix: float = 0.1, alpha: float = 0.1, **kwargs):
         """The recommended setting. Zone: `kappa` standard errors of each exhaustive gap; proposal: `zero_shot_proposal`
         of `errors`; level `alpha` 0.1 (the measured rate of leaving the zone is far lower: benchmarks/pruning.py)."""
-        kwargs.setdefault("proposal", zero_shot_proposal(errors, weights, mix))  # proposal=None: visit in order
-        return cls(torch.as_tensor(errors).shape[1], kappa=kappa, alpha=alpha, **kwargs)
+        proposal = kwargs.pop("proposal") if "proposal" in kwargs else zero_shot_proposal(errors, weights, mix)
+        return cls(torch.as_tensor(errors).shape[1], kappa=kappa, alpha=alpha, proposal=proposal, **kwargs)
 
     def __repr__(self) -> str:
         q = self.proposal
